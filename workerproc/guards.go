@@ -1,0 +1,210 @@
+package workerproc
+
+import (
+	"github.com/dop251/goja"
+)
+
+// Allocation guards. goja has no memory accounting and a built-in such as repeat runs
+// to completion without checking the interrupt, so the built-ins that can allocate a
+// lot in one call are wrapped: each estimates what it would allocate and stops the run
+// with MEMORY_LIMIT_EXCEEDED before the allocation instead of after. The heap watcher
+// and the cgroup catch what grows through paths no guard sees.
+
+// maxJSONDepth bounds nesting in the script's own JSON.parse and JSON.stringify: goja
+// recurses in Go for both, and a deep enough input would exhaust the Go stack.
+const maxJSONDepth = 1000
+
+// guardBudget is the most one built-in call may allocate: half the run's memory
+// budget, so the copy a built-in makes still fits.
+func (r *run) guardBudget() int64 {
+	if r.lim.MemoryBudgetBytes <= 0 {
+		return 256 << 20
+	}
+	return r.lim.MemoryBudgetBytes / 2
+}
+
+func (r *run) overBudget(what string, bytes int64) bool {
+	if bytes <= r.guardBudget() && bytes >= 0 {
+		return false
+	}
+	r.stop(codeMemory, "%s would allocate about %d MiB, over the run's budget of %d MiB",
+		what, bytes>>20, r.guardBudget()>>20)
+	return true
+}
+
+// wrap replaces obj[name] with guard, which calls the original when it allows.
+func (r *run) wrap(obj *goja.Object, name string, check func(call goja.FunctionCall) bool) {
+	orig, ok := goja.AssertFunction(obj.Get(name))
+	if !ok {
+		return
+	}
+	guard := func(call goja.FunctionCall) goja.Value {
+		if !check(call) {
+			return goja.Undefined()
+		}
+		v, err := orig(call.This, call.Arguments...)
+		if err != nil {
+			panic(err)
+		}
+		return v
+	}
+	_ = obj.Set(name, guard)
+}
+
+func (r *run) installGuards() {
+	g := r.rt.GlobalObject()
+	strProto := g.Get("String").ToObject(r.rt).Get("prototype").ToObject(r.rt)
+	array := g.Get("Array").ToObject(r.rt)
+	arrProto := array.Get("prototype").ToObject(r.rt)
+
+	r.wrap(strProto, "repeat", func(c goja.FunctionCall) bool {
+		n := c.Argument(0).ToInteger()
+		return !r.overBudget("String.repeat", strLen(c.This)*n)
+	})
+	for _, name := range []string{"padStart", "padEnd"} {
+		r.wrap(strProto, name, func(c goja.FunctionCall) bool {
+			return !r.overBudget("String."+name, 2*c.Argument(0).ToInteger())
+		})
+	}
+	r.wrap(arrProto, "join", r.checkJoin)
+	r.wrap(arrProto, "fill", func(c goja.FunctionCall) bool {
+		return !r.overBudget("Array.fill", 16*lengthOf(r.rt, c.This))
+	})
+	r.wrap(arrProto, "concat", func(c goja.FunctionCall) bool {
+		total := lengthOf(r.rt, c.This)
+		for _, a := range c.Arguments {
+			total += lengthOf(r.rt, a)
+		}
+		return !r.overBudget("Array.concat", 16*total)
+	})
+	r.wrap(array, "from", func(c goja.FunctionCall) bool {
+		return !r.overBudget("Array.from", 16*lengthOf(r.rt, c.Argument(0)))
+	})
+	r.installJSON(g.Get("JSON").ToObject(r.rt))
+}
+
+// strLen is a value's length as a string, in UTF-16 units.
+func strLen(v goja.Value) int64 {
+	if s, ok := v.ToString().(goja.String); ok {
+		return int64(s.Length())
+	}
+	return int64(len(v.String()))
+}
+
+// lengthOf reads an array-like's length without running script code for primitives.
+func lengthOf(rt *goja.Runtime, v goja.Value) int64 {
+	o, ok := v.(*goja.Object)
+	if !ok {
+		return 0
+	}
+	return o.Get("length").ToInteger()
+}
+
+// checkJoin estimates join's output: separators plus element lengths (scanning at most
+// a million elements; past that the separators alone are compared).
+func (r *run) checkJoin(c goja.FunctionCall) bool {
+	obj, ok := c.This.(*goja.Object)
+	if !ok {
+		return true
+	}
+	n := lengthOf(r.rt, obj)
+	sep := int64(1)
+	if s := c.Argument(0); !goja.IsUndefined(s) {
+		sep = strLen(s)
+	}
+	total := n * max(sep, 1)
+	if n <= 1_000_000 {
+		for i := int64(0); i < n && total <= r.guardBudget(); i++ {
+			if s, ok := obj.Get(itoa(i)).(goja.String); ok {
+				total += int64(s.Length())
+			} else {
+				total += 8
+			}
+		}
+	}
+	return !r.overBudget("Array.join", total)
+}
+
+// installJSON replaces JSON.stringify with the bounded writer and puts a depth check
+// in front of JSON.parse.
+func (r *run) installJSON(jsonObj *goja.Object) {
+	r.wrap(jsonObj, "parse", func(c goja.FunctionCall) bool {
+		text := c.Argument(0).String()
+		if jsonDepth(text) > maxJSONDepth {
+			r.stop(codeSerialization, "JSON.parse: input nests deeper than %d levels", maxJSONDepth)
+			return false
+		}
+		return true
+	})
+	_ = jsonObj.Set("stringify", r.stringify)
+}
+
+func (r *run) stringify(c goja.FunctionCall) goja.Value {
+	w := r.writer(maxJSONDepth, r.guardBudget())
+	if fn, ok := goja.AssertFunction(c.Argument(1)); ok {
+		w.replacer = fn
+	} else if list, ok := c.Argument(1).(*goja.Object); ok && list.ClassName() == "Array" {
+		w.allow = map[string]bool{}
+		for i := int64(0); i < lengthOf(r.rt, list); i++ {
+			w.allow[list.Get(itoa(i)).String()] = true
+		}
+	}
+	w.indent = indentOf(c.Argument(2))
+	wrote, err := w.encode(c.Argument(0))
+	switch {
+	case err == errTooDeep:
+		r.stop(codeSerialization, "JSON.stringify: value nests deeper than %d levels", maxJSONDepth)
+		return goja.Undefined()
+	case err == errTooLarge:
+		r.overBudget("JSON.stringify", r.guardBudget()+1)
+		return goja.Undefined()
+	case err == errCircular:
+		panic(r.rt.NewTypeError("Converting circular structure to JSON"))
+	case err != nil:
+		panic(err)
+	case !wrote:
+		return goja.Undefined()
+	}
+	return r.rt.ToValue(string(w.buf))
+}
+
+// indentOf reads JSON.stringify's space argument: a number of spaces (at most 10) or
+// the first ten characters of a string.
+func indentOf(v goja.Value) string {
+	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
+		return ""
+	}
+	if s, ok := v.Export().(string); ok {
+		if len(s) > 10 {
+			s = s[:10]
+		}
+		return s
+	}
+	n := min(max(v.ToInteger(), 0), 10)
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = ' '
+	}
+	return string(b)
+}
+
+// jsonDepth is the deepest bracket nesting of a JSON text, strings skipped.
+func jsonDepth(s string) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
+}

@@ -1,0 +1,147 @@
+package workerproc
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/enclave-go/enclave/ipc/ipcpb"
+)
+
+// These tests drive a run in-process, with the host side played by a Go function; the
+// supervisor's tests run the same code in real worker processes.
+
+func wrapScript(body string) string { return "(async () => {" + body + "\n})()" }
+
+func testLimits() *ipcpb.Limits {
+	return &ipcpb.Limits{
+		TimeoutMs: 2000, MaxIterations: 10000, MaxToolCalls: 100, MaxConsoleCalls: 1000,
+		MaxConsoleBytes: 1 << 20, MaxValueDepth: 20, MaxValueBytes: 5 << 20,
+		MemoryBudgetBytes: 128 << 20, MaxCallDepth: 500,
+	}
+}
+
+type outcome struct {
+	final   *ipcpb.Final
+	failure *ipcpb.Failure
+	console []*ipcpb.Console
+	calls   []*ipcpb.ToolCall
+}
+
+// runScript runs body; answer (if not nil) answers every tool call.
+func runScript(t *testing.T, body string, lim *ipcpb.Limits, answer func(*ipcpb.ToolCall) *ipcpb.ToolResult) outcome {
+	t.Helper()
+	src := wrapScript(body)
+	sum := sha256.Sum256([]byte(src))
+	inbox := make(chan *ipcpb.ToolResult, 1000)
+	var out outcome
+	send := func(m *ipcpb.WorkerMessage) error {
+		switch x := m.Msg.(type) {
+		case *ipcpb.WorkerMessage_Console:
+			out.console = append(out.console, x.Console)
+		case *ipcpb.WorkerMessage_ToolCall:
+			out.calls = append(out.calls, x.ToolCall)
+			if answer != nil {
+				inbox <- answer(x.ToolCall)
+			}
+		}
+		return nil
+	}
+	start := &ipcpb.Start{Source: src, Hash: hex.EncodeToString(sum[:]), Limits: lim}
+	msg := NewServer().execute(context.Background(), start, send, inbox)
+	out.final, out.failure = msg.GetFinal(), msg.GetFailure()
+	return out
+}
+
+func echo(c *ipcpb.ToolCall) *ipcpb.ToolResult {
+	if c.Name == "fail" {
+		var args struct{ Message string }
+		_ = json.Unmarshal(c.ArgsJson, &args)
+		return &ipcpb.ToolResult{CallId: c.CallId, Error: &ipcpb.ToolFailure{Code: "TOOL_ERROR", Message: args.Message}}
+	}
+	return &ipcpb.ToolResult{CallId: c.CallId, ResultJson: c.ArgsJson}
+}
+
+func TestRunValues(t *testing.T) {
+	cases := []struct{ name, body, want string }{
+		{"number", "return 1 + 2", "3"},
+		{"object", "return {a: [1, 'x', null, true], b: undefined, c: NaN}", `{"a":[1,"x",null,true],"c":null}`},
+		{"date", "return new Date(0)", `"1970-01-01T00:00:00.000Z"`},
+		{"undefined", "return undefined", "null"},
+		{"tool", "const r = await callTool('echo', {n: 2}); return r.n * 21", "42"},
+		{"fanout", "const rs = await Promise.all([1,2,3].map(n => callTool('echo', {n}))); return rs.map(r => r.n)", "[1,2,3]"},
+		{"parallel", "const rs = await parallel([4,5], (n) => callTool('echo', {n})); return rs.length", "2"},
+		{"caught tool error", "try { await callTool('fail', {message: 'nope'}) } catch (e) { return [e instanceof Error, e.message, e.code, typeof e.Unwrap] }", `[true,"nope","TOOL_ERROR","undefined"]`},
+		{"stringify", `return JSON.stringify({a: 1, b: [1, 2]}, null, 2)`, `"{\n  \"a\": 1,\n  \"b\": [\n    1,\n    2\n  ]\n}"`},
+		{"function ctor cut", "const f = () => 1; return typeof f.constructor", `"undefined"`},
+		{"globals deleted", "return [typeof eval, typeof Function, typeof Proxy, typeof Reflect, typeof globalThis, typeof Symbol, typeof GoError]", `["undefined","undefined","undefined","undefined","undefined","undefined","undefined"]`},
+		{"frozen", "try { Array.prototype.push = null; return 'changed' } catch (e) { return e instanceof TypeError }", "true"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := runScript(t, tc.body, testLimits(), echo)
+			if out.failure != nil {
+				t.Fatalf("failure %s: %s", out.failure.Code, out.failure.Message)
+			}
+			if got := string(out.final.ResultJson); got != tc.want {
+				t.Fatalf("result %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRunFailures(t *testing.T) {
+	cases := []struct {
+		name, body, code, contains string
+	}{
+		{"throw", "\nthrow new TypeError('bad input')", "SCRIPT_ERROR", "bad input"},
+		{"uncaught tool error", "await callTool('fail', {message: 'quota'})", "TOOL_ERROR", "quota"},
+		{"iterations", "let i = 0; while (true) { __enclave_tick(); i++ }", "MAX_ITERATIONS", ""},
+		{"iterations not catchable", "while (true) { try { while (true) { __enclave_tick() } } catch (e) {} }", "MAX_ITERATIONS", ""},
+		{"timeout", "while (true) {}", "TIMEOUT", ""},
+		{"repeat bomb", "return 'x'.repeat(2 ** 30).length", "MEMORY_LIMIT_EXCEEDED", "repeat"},
+		{"fill bomb", "return new Array(1e9).fill(0).length", "MEMORY_LIMIT_EXCEEDED", "fill"},
+		{"recursion", "const f = (n) => { try { return f(n + 1) } catch (e) { return f(n + 1) } }; return f(0)", "MEMORY_LIMIT_EXCEEDED", "depth"},
+		{"json parse depth", "return JSON.parse('['.repeat(5000) + ']'.repeat(5000)).length", "SERIALIZATION_LIMIT_EXCEEDED", ""},
+		{"result too deep", "let a = []; for (let i = 0; i < 50; i++) a = [a]; return a", "SERIALIZATION_LIMIT_EXCEEDED", ""},
+		{"never settles", "await new Promise(() => {})", "SCRIPT_ERROR", "never settle"},
+		{"tool calls", "for (let i = 0; i < 200; i++) await callTool('echo', {})", "MAX_TOOL_CALLS", ""},
+		{"console calls", "for (let i = 0; i < 2000; i++) console.log(i)", "CONSOLE_LIMIT", ""},
+		{"console bytes", "console.log('x'.repeat(2 << 20))", "CONSOLE_LIMIT", ""},
+		{"cycle", "const a = {}; a.self = a; return a", "SCRIPT_ERROR", "circular"},
+		{"runtime built ctor", "const k = ['con','struc','tor'].join(''); return (42)[k][k]('return 1')()", "SCRIPT_ERROR", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			out := runScript(t, tc.body, testLimits(), echo)
+			if out.failure == nil {
+				t.Fatalf("want %s, got result %s", tc.code, out.final.ResultJson)
+			}
+			if out.failure.Code != tc.code || !strings.Contains(out.failure.Message, tc.contains) {
+				t.Fatalf("got %s: %s; want %s containing %q", out.failure.Code, out.failure.Message, tc.code, tc.contains)
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("took %s", time.Since(start))
+			}
+		})
+	}
+}
+
+func TestRunErrorLine(t *testing.T) {
+	out := runScript(t, "const a = 1;\nconst b = null;\nreturn b.x;", testLimits(), echo)
+	if out.failure == nil || out.failure.Line != 3 {
+		t.Fatalf("want failure on line 3, got %+v", out.failure)
+	}
+}
+
+func TestRunConsole(t *testing.T) {
+	out := runScript(t, "console.log('a', 1, {b: 2}); console.warn('w'); return 0", testLimits(), echo)
+	if len(out.console) != 2 || out.console[0].Text != `a 1 {"b":2}` || out.console[1].Level != "warn" {
+		t.Fatalf("console %+v", out.console)
+	}
+}

@@ -1,0 +1,137 @@
+// Package workerproc is the child side of Enclave: a worker process that runs one
+// AgentScript at a time, each in a fresh goja runtime, and talks to the supervisor only
+// through the ipc stream. It never imports the supervisor or the broker.
+package workerproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+
+	"github.com/dop251/goja"
+
+	"github.com/enclave-go/enclave/ipc"
+	"github.com/enclave-go/enclave/ipc/ipcpb"
+)
+
+// programCacheSize bounds the compiled-program cache. Agents resend the same scripts
+// often; a full cache is simply emptied (cheap, and no eviction bookkeeping per run).
+const programCacheSize = 256
+
+// Server runs scripts for the supervisor. One run at a time: the supervisor never
+// sends a second Start before the first run ends, and a second concurrent stream is
+// refused.
+type Server struct {
+	ipcpb.UnimplementedWorkerServer
+
+	busy sync.Mutex // held for the length of a run
+
+	cacheMu  sync.Mutex
+	programs map[string]*goja.Program
+}
+
+// NewServer returns a worker server with an empty program cache.
+func NewServer() *Server {
+	return &Server{programs: make(map[string]*goja.Program)}
+}
+
+// Main is the hidden `enclave worker` subcommand. go-plugin checks the handshake
+// cookie and refuses to run when started by hand.
+func Main() int {
+	// The worker's own goroutines (gRPC, the run) must stay small; a runaway native
+	// recursion should fail this process fast, not grow a gigabyte of stack.
+	debug.SetMaxStack(256 << 20)
+	ipc.Serve(NewServer())
+	return 0
+}
+
+// Info reports the process id and current heap size.
+func (s *Server) Info(context.Context, *ipcpb.InfoRequest) (*ipcpb.InfoReply, error) {
+	return &ipcpb.InfoReply{Pid: int32(os.Getpid()), HeapBytes: heapBytes()}, nil
+}
+
+// Run serves one run over its stream: a Start, then tool results; it sends console
+// output and tool calls, and ends with one Final or Failure.
+func (s *Server) Run(stream ipcpb.Worker_RunServer) error {
+	if !s.busy.TryLock() {
+		return errors.New("worker is busy with another run")
+	}
+	defer s.busy.Unlock()
+
+	first, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("receive start: %w", err)
+	}
+	start := first.GetStart()
+	if start == nil {
+		return errors.New("first message of a run must be start")
+	}
+	inbox := make(chan *ipcpb.ToolResult, 16)
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	go receive(ctx, cancel, stream, inbox)
+
+	out := s.execute(ctx, start, stream.Send, inbox)
+	return stream.Send(out)
+}
+
+// receive forwards tool results to the run until the host closes its side. The host
+// closing early (cancel, or the supervisor going away) cancels the run.
+func receive(ctx context.Context, cancel context.CancelFunc, stream ipcpb.Worker_RunServer, inbox chan<- *ipcpb.ToolResult) {
+	defer cancel()
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				return
+			}
+			<-ctx.Done() // half-closed: keep the run going until it ends
+			return
+		}
+		res := msg.GetToolResult()
+		if res == nil {
+			continue
+		}
+		select {
+		case inbox <- res:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *Server) compile(start *ipcpb.Start) (*goja.Program, error) {
+	s.cacheMu.Lock()
+	prog, ok := s.programs[start.Hash]
+	s.cacheMu.Unlock()
+	if ok && start.Hash != "" {
+		return prog, nil
+	}
+	prog, err := goja.Compile(scriptName, start.Source, true)
+	if err != nil {
+		return nil, err
+	}
+	s.cacheMu.Lock()
+	if len(s.programs) >= programCacheSize {
+		clear(s.programs)
+	}
+	s.programs[start.Hash] = prog
+	s.cacheMu.Unlock()
+	return prog, nil
+}
+
+var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+var heapSampleMu sync.Mutex
+
+// heapBytes is the live-and-unswept heap, read without stopping the world.
+func heapBytes() int64 {
+	heapSampleMu.Lock()
+	defer heapSampleMu.Unlock()
+	metrics.Read(heapSample)
+	return int64(heapSample[0].Value.Uint64())
+}
