@@ -2,9 +2,11 @@ package limits
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 )
 
@@ -339,4 +341,18 @@ func (c *Config) Values() Values {
 		v.RunsPerWorker = c.Pool.MaxExecutionsPerWorker
 	}
 	return v
+}
+
+// SlogLevel returns the configured level for log/slog; an unknown name (which
+// Validate refuses) reads as info.
+func (l Log) SlogLevel() slog.Level {
+	switch strings.ToLower(l.Level) {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
 }

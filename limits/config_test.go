@@ -2,6 +2,7 @@ package limits
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -328,6 +329,21 @@ func TestDeployConfigs(t *testing.T) {
 		}
 		if _, err := Parse(data, f); err != nil {
 			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestLogSlogLevel(t *testing.T) {
+	tests := []struct {
+		in   string
+		want slog.Level
+	}{
+		{"debug", slog.LevelDebug}, {"info", slog.LevelInfo}, {"WARN", slog.LevelWarn},
+		{"error", slog.LevelError}, {"", slog.LevelInfo},
+	}
+	for _, tt := range tests {
+		if got := (Log{Level: tt.in}).SlogLevel(); got != tt.want {
+			t.Errorf("SlogLevel(%q) = %v, want %v", tt.in, got, tt.want)
 		}
 	}
 }

@@ -80,7 +80,9 @@ func TestRSSWatchKillsGrowth(t *testing.T) {
 	w := RSSWatch{Interval: 5 * time.Millisecond, Hard: hard, OnSample: func(n int64) { last = n }}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	start := time.Now()
 	err := w.Run(ctx, cmd.Process.Pid)
+	t.Logf("rss watch caught the growth at %s after %v", ByteSize(last), time.Since(start).Round(time.Millisecond))
 	if !errors.Is(err, ErrOverMemory) {
 		t.Fatalf("Run = %v, want ErrOverMemory", err)
 	}
@@ -108,5 +110,15 @@ func TestRSSWatchEnds(t *testing.T) {
 	cancel()
 	if err := w.Run(ctx, os.Getpid()); err != nil {
 		t.Errorf("Run with a cancelled context = %v", err)
+	}
+}
+
+// BenchmarkRSS is the cost of one watchdog sample.
+func BenchmarkRSS(b *testing.B) {
+	pid := os.Getpid()
+	for b.Loop() {
+		if _, err := RSS(pid); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
