@@ -56,8 +56,13 @@ func syntaxProblems(err error, src string) Problems {
 	var r reporter
 	seen := map[Problem]bool{}
 	for _, e := range list {
+		msg := syntaxMessage(e.Message)
+		if e.Position.Line > len(idx.starts) {
+			// The parser stumbled on the wrapper's closing text.
+			msg = endOfScript
+		}
 		line, col := userPosition(idx, e.Position.Line, e.Position.Column)
-		p := Problem{RuleSyntax, line, col, syntaxMessage(e.Message)}
+		p := Problem{RuleSyntax, line, col, msg}
 		if !seen[p] { // goja can report one error several times
 			seen[p] = true
 			r.add(p)
@@ -81,9 +86,11 @@ func userPosition(idx *lineIndex, line, col int) (int, int) {
 	return idx.at(off)
 }
 
+const endOfScript = "the script ends before a bracket, brace, string, template or comment is closed"
+
 func syntaxMessage(msg string) string {
 	if strings.Contains(msg, "end of input") {
-		return msg + " (an unclosed bracket, string, template or comment?)"
+		return endOfScript
 	}
 	return msg
 }

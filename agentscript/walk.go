@@ -408,4 +408,3 @@ func isASCII(s string) bool {
 	}
 	return true
 }
-
