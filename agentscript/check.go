@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 
 	"github.com/dop251/goja/parser"
 )
@@ -90,7 +91,13 @@ func (p Problems) Is(target error) bool { return target == ErrRefused }
 
 // Check pre-scans, parses once, validates and transforms src. On refusal the
 // error is a Problems listing every problem found, not just the first.
-func Check(src string, opts Options) (*Script, error) {
+func Check(src string, opts Options) (s *Script, err error) {
+	defer func() {
+		// A validator bug must refuse the script, never take the caller down.
+		if v := recover(); v != nil {
+			s, err = nil, Problems{{RuleInternal, 1, 1, fmt.Sprintf("validator failed: %v", v)}}
+		}
+	}()
 	opts = opts.withDefaults()
 	var r reporter
 	prescan(src, opts, &r)

@@ -284,7 +284,7 @@ func (c *checker) newExpr(e *ast.NewExpression) {
 func (c *checker) function(f *ast.FunctionLiteral, what string) {
 	if !c.opts.AllowFunctions {
 		c.report(f.Idx0(), RuleFunction, what+" are not available at this security level; "+
-			"use an arrow function as a call argument, e.g. items.map((x) => x.id)")
+			"use plain objects, and arrow functions passed to array methods like items.map((x) => x.id)")
 	}
 	if f.Generator {
 		c.report(f.Idx0(), RuleGenerator, "generators are not available; use arrays and loops")

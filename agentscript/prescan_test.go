@@ -24,7 +24,7 @@ func TestPrescan(t *testing.T) {
 		{"nesting default", deep(65), Options{}, RuleNesting},
 		{"nesting mixed", "f([{a: (g(1))}])", small, RuleNesting},
 		{"brackets in strings are closed locally", "const s = '(a)' + '[b]'; [[[1]]]", small, ""},
-		{"string openers end with their code bracket", "String('(', '('); String('(', '(', '('); [[[1]]]", small, ""},
+		{"string openers end with their code bracket", "String('(', '(');\nString('(', '(', '(');\n[[[1]]]", small, ""},
 		{"string nesting counts", "const s = '(((((x)))))'", small, RuleNesting},
 		{"string closers do not hide code", "[[[ ')))))' , [[1]]]]", small, RuleNesting},
 		{"template substitution nests", "`${`${`${`${`${1}`}`}`}`}`", small, RuleNesting},

@@ -21,6 +21,7 @@ package agentscript
 //	reserved        an identifier or property starting with __enclave
 //	unsupported     an AST node this validator does not know (refused to be safe)
 //	too-many        the list was cut after 200 problems
+//	internal        the validator itself failed (a bug; the script is refused)
 //
 // Refused at every level:
 //
@@ -71,6 +72,7 @@ const (
 	RuleReserved       = "reserved"
 	RuleUnsupported    = "unsupported"
 	RuleTooMany        = "too-many"
+	RuleInternal       = "internal"
 	RuleEval           = "eval"
 	RuleFunctionCtor   = "function-constructor"
 	RuleThis           = "this"

@@ -90,26 +90,34 @@ func (c *checker) skipTrivia(off int) int {
 }
 
 // stmtStart returns where a statement truly starts: the first token after
-// the last separator between from (a known position before it) and its
+// the last `)` or `;` between from (a known position before it) and its
 // reported start. Between them there are only closers and semicolons of
-// what came before, and the statement's own opening parentheses.
-func (c *checker) stmtStart(from, reported file.Idx) file.Idx {
-	off, stop := int(from)-1, int(reported)-1
+// what came before, and the statement's own opening parentheses or keyword.
+func (c *checker) stmtStart(from file.Idx, s ast.Statement) file.Idx {
+	off, stop := int(from)-1, int(reportedStart(s))-1
 	start := stop
 	for {
 		off = c.skipTrivia(off)
 		if off >= stop {
 			return file.Idx(start + 1)
 		}
-		if c.wrapped[off] == '(' {
-			if start == stop {
-				start = off
-			}
-		} else {
+		switch ch := c.wrapped[off]; {
+		case ch == ')' || ch == ';':
 			start = stop
+		case start == stop:
+			start = off
 		}
 		off++
 	}
+}
+
+// reportedStart is a position at or after a statement's first token. goja
+// leaves IfStatement.If unset, so an if is found from its condition.
+func reportedStart(s ast.Statement) file.Idx {
+	if st, ok := s.(*ast.IfStatement); ok {
+		return st.Test.Idx0()
+	}
+	return s.Idx0()
 }
 
 // stmtEnd returns where a statement truly ends: after the closing
@@ -159,7 +167,7 @@ func (c *checker) loopBody(body ast.Statement, headerEnd file.Idx) {
 		c.block(b)
 		return
 	}
-	c.insert(c.stmtStart(headerEnd, body.Idx0()), blockOpen)
+	c.insert(c.stmtStart(headerEnd, body), blockOpen)
 	c.push(false)
 	c.stmt(body)
 	c.pop()

@@ -107,7 +107,7 @@ func (c *checker) implicitReturn(body *ast.BlockStatement) {
 	}
 	// Queued after the walk, so sort it before any edit at the same offset
 	// (a tick opening the expression itself).
-	e := edit{off: int(c.stmtStart(from, last.Idx0())) - 1, text: returnPrefix}
+	e := edit{off: int(c.stmtStart(from, last)) - 1, text: returnPrefix}
 	c.edits = append([]edit{e}, c.edits...)
 }
 
