@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/enclave-go/enclave/api"
+	"github.com/enclave-go/enclave/limits"
+	"github.com/enclave-go/enclave/supervisor"
+)
+
+// drainTimeout is how long a stopping daemon lets running scripts finish before it
+// kills their workers.
+const drainTimeout = 15 * time.Second
+
+func runServe(ctx context.Context, args []string, io stdio) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.err)
+	configPath := fs.String("config", "", "YAML config file (default: built-in defaults)")
+	socket := fs.String("socket", "", "Unix socket path (overrides the config)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := limits.Load(*configPath)
+	if err != nil {
+		fmt.Fprintf(io.err, "enclave serve: %v\n", err)
+		return 1
+	}
+	if *socket != "" {
+		cfg.Socket = *socket
+	}
+	log := newLogger(cfg.Log, io.err)
+	if err := serve(ctx, cfg, *configPath, log); err != nil {
+		log.Error("daemon stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the daemon until ctx ends: supervisor, metrics, the socket API, SIGHUP
+// reloads, then the shutdown: stop accepting, drain, kill, remove the socket.
+func serve(ctx context.Context, cfg *limits.Config, configPath string, log *slog.Logger) error {
+	started := time.Now()
+	reg, stopMetrics, err := startMetrics(cfg.Metrics.Listen, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	sup, err := supervisor.New(ctx, supervisor.Options{Config: cfg, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	sessions := supervisor.NewSessions(sup, cfg.SessionTimeout.Std(), int(cfg.MaxConcurrentSessions))
+	ln, err := listenUnix(cfg.Socket, cfg.SocketAccess)
+	if err != nil {
+		closeSupervisor(sup, log)
+		return err
+	}
+	handler := peerCheck(api.NewHandler(sessions, api.HandlerOptions{Logger: log}), cfg.SocketAccess)
+	srv := &http.Server{Handler: handler, ConnContext: withPeerCred, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("socket server failed", "error", err)
+		}
+	}()
+	log.Info("daemon ready", "socket", cfg.Socket, "ready_ms", time.Since(started).Milliseconds())
+	stopReload := reloadOnHUP(sup, configPath, log)
+	defer stopReload()
+
+	<-ctx.Done()
+	log.Info("daemon stopping")
+	_ = ln.Close() // no new connections; running streams go on while runs drain
+	closeSupervisor(sup, log)
+	sessions.Close()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	_ = os.Remove(cfg.Socket)
+	log.Info("daemon stopped")
+	return nil
+}
+
+func closeSupervisor(sup *supervisor.Supervisor, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	if err := sup.Close(ctx); err != nil {
+		log.Warn("supervisor close", "error", err)
+	}
+}
+
+// reloadOnHUP re-reads the config file on SIGHUP; a bad file is logged and the old
+// config stays.
+func reloadOnHUP(sup *supervisor.Supervisor, path string, log *slog.Logger) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				reload(sup, path, log)
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
+}
+
+func reload(sup *supervisor.Supervisor, path string, log *slog.Logger) {
+	if path == "" {
+		log.Info("reload skipped: the daemon runs on built-in defaults, no file to read")
+		return
+	}
+	cfg, err := limits.Load(path)
+	if err == nil {
+		err = sup.Reload(cfg)
+	}
+	if err != nil {
+		log.Error("reload failed, keeping the old config", "error", err)
+		return
+	}
+	log.Info("config reloaded", "path", path, "security_level", string(cfg.SecurityLevel))
+}
+
+// newLogger builds the daemon's one logger: text for a terminal, JSON on request.
+func newLogger(l limits.Log, w interface{ Write([]byte) (int, error) }) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: l.SlogLevel()}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+var _ net.Listener = (*net.UnixListener)(nil)

@@ -1,0 +1,100 @@
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/enclave-go/enclave/limits"
+)
+
+const (
+	workerStartTimeout = 15 * time.Second
+	// workerPids caps threads and processes in a worker's cgroup: a Go process needs
+	// a few dozen threads; a script can start none.
+	workerPids  = 256
+	rssInterval = 100 * time.Millisecond
+)
+
+// startWorker starts worker id with the configured memory cap and its RSS watch.
+func (s *Supervisor) startWorker(ctx context.Context, id int) (*process, error) {
+	memory := s.cfg.Load().Values().WorkerMemory
+	log := s.log.With("worker_id", id)
+	p, err := startProcess(ctx, id, processConfig{
+		command: s.opts.WorkerCommand, env: s.opts.WorkerEnv, cgroups: s.cgroups,
+		memory: memory, pids: workerPids, logger: log, stderr: newLineLogger(log),
+		startWait: workerStartTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	go s.watchMemory(p, memory)
+	log.Debug("worker started", "pid", p.pid)
+	return p, nil
+}
+
+// watchMemory samples the worker's RSS: a gauge, a warning at 80 % of the cap and a
+// kill past it. With a cgroup the kernel usually acts first; without one this is the
+// cap.
+func (s *Supervisor) watchMemory(p *process, limit int64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-p.exited; cancel() }()
+	w := limits.RSSWatch{
+		Interval: rssInterval, Soft: limit / 10 * 8, Hard: limit,
+		OnSample: func(rss int64) { s.metrics.workerMemory(p.id, rss) },
+		OnSoft: func(rss int64) {
+			s.log.Warn("worker memory high", "worker_id", p.id, "pid", p.pid, "rss_bytes", rss)
+		},
+	}
+	if err := w.Run(ctx, p.pid); errors.Is(err, limits.ErrOverMemory) {
+		p.log.Warn("worker over its memory cap, killing it", "pid", p.pid)
+		p.kill("memory")
+	}
+}
+
+func (s *Supervisor) workerExited(w *worker, reason string) {
+	s.metrics.restarted(reason)
+	s.log.Debug("worker stopped", "worker_id", w.id, "pid", w.pid, "reason", reason, "runs", w.runs)
+}
+
+// lineLogger writes each line of a worker's stderr to the daemon's log.
+func newLineLogger(log *slog.Logger) io.Writer {
+	r, w := io.Pipe()
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 64<<10)
+		for sc.Scan() {
+			logWorkerLine(log, sc.Bytes())
+		}
+		_ = r.Close()
+	}()
+	return w
+}
+
+// logWorkerLine logs one stderr line of a worker. go-plugin's own lines are hclog
+// JSON and keep their level; anything else (a panic, a runtime error) is a warning.
+func logWorkerLine(log *slog.Logger, line []byte) {
+	var entry struct {
+		Level   string `json:"@level"`
+		Message string `json:"@message"`
+	}
+	if json.Unmarshal(line, &entry) != nil || entry.Message == "" {
+		log.Warn("worker stderr", "line", string(line))
+		return
+	}
+	level := slog.LevelInfo
+	switch entry.Level {
+	case "trace", "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	log.Log(context.Background(), level, "worker log", "message", entry.Message)
+}
