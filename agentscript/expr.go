@@ -290,9 +290,9 @@ func (c *checker) function(f *ast.FunctionLiteral, what string) {
 		c.report(f.Idx0(), RuleGenerator, "generators are not available; use arrays and loops")
 	}
 	c.push(true)
-	c.scope.declare("arguments")
+	c.scope.declare("arguments", kindImplicit)
 	if f.Name != nil && c.identifier(f.Name) {
-		c.scope.declare(f.Name.Name.String())
+		c.scope.declare(f.Name.Name.String(), kindImplicit)
 	}
 	c.params(f.ParameterList)
 	c.insert(f.Body.LeftBrace+1, tickStmt)
@@ -338,7 +338,7 @@ func (c *checker) class(k *ast.ClassLiteral) {
 	c.optExpr(k.SuperClass)
 	c.push(false)
 	if k.Name != nil && c.identifier(k.Name) {
-		c.scope.declare(k.Name.Name.String())
+		c.scope.declare(k.Name.Name.String(), kindImplicit)
 	}
 	for _, el := range k.Body {
 		c.classElement(el)

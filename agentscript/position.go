@@ -54,7 +54,6 @@ func syntaxProblems(err error, src string) Problems {
 	}
 	idx := newLineIndex(src)
 	var r reporter
-	seen := map[Problem]bool{}
 	for _, e := range list {
 		msg := syntaxMessage(e.Message)
 		if e.Position.Line > len(idx.starts) {
@@ -62,11 +61,7 @@ func syntaxProblems(err error, src string) Problems {
 			msg = endOfScript
 		}
 		line, col := userPosition(idx, e.Position.Line, e.Position.Column)
-		p := Problem{RuleSyntax, line, col, msg}
-		if !seen[p] { // goja can report one error several times
-			seen[p] = true
-			r.add(p)
-		}
+		r.add(Problem{RuleSyntax, line, col, msg}) // duplicates are dropped
 	}
 	return r.result()
 }

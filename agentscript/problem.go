@@ -64,10 +64,18 @@ const maxProblems = 200
 // reporter collects problems up to maxProblems.
 type reporter struct {
 	list    Problems
+	seen    map[Problem]bool
 	dropped int
 }
 
 func (r *reporter) add(p Problem) {
+	if r.seen[p] {
+		return // one node can be checked from two places
+	}
+	if r.seen == nil {
+		r.seen = map[Problem]bool{}
+	}
+	r.seen[p] = true
 	if len(r.list) >= maxProblems {
 		r.dropped++
 		return

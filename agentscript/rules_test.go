@@ -189,6 +189,30 @@ func TestRulesByLevel(t *testing.T) {
 	})
 }
 
+// TestEarlyErrors: declarations goja's parser accepts but its compiler
+// refuses are reported before any worker sees them.
+func TestEarlyErrors(t *testing.T) {
+	checkCases(t, []ruleCase{
+		{"const without initializer", "const a", strict, RuleSyntax},
+		{"const pattern without initializer", "const {a} = {}, b", strict, RuleSyntax},
+		{"const in for-of", "for (const x of [1]) x", strict, ""},
+		{"let twice", "let a = 1; let a = 2", strict, RuleSyntax},
+		{"let then var", "let a = 1; var a = 2", strict, RuleSyntax},
+		{"var in block then let", "{ var a = 1 } let a = 2", strict, RuleSyntax},
+		{"var twice fine", "var a = 1; var a = 2; a", strict, ""},
+		{"shadowing fine", "const a = 1; { const a = 2 } [1].map((a) => a)", strict, ""},
+		{"param then let", "[1].map((a) => { let a = 2 })", strict, RuleSyntax},
+		{"param then var fine", "[1].map((a) => { var a = 2; return a })", strict, ""},
+		{"duplicate params", "[1].map((a, a) => a)", strict, RuleSyntax},
+		{"catch param then let", "try { } catch (e) { let e = 1 }", strict, RuleSyntax},
+		{"catch param then var", "try { } catch (e) { var e = 1 }", strict, RuleSyntax},
+		{"function then let", "function f() {} let f = 1", permissive, RuleSyntax},
+		{"function then var fine", "function f() {} var f = 1", permissive, ""},
+		{"let named let", "let let = 1", strict, RuleSyntax},
+		{"destructuring twice", "let [a, a] = []", strict, RuleSyntax},
+	})
+}
+
 func TestSyntaxProblems(t *testing.T) {
 	tests := []struct {
 		name      string

@@ -13,14 +13,58 @@ import (
 type scope struct {
 	parent *scope
 	fn     bool // function scope: var and function declarations land here
-	names  map[string]bool
+	names  map[string]declKind
 }
 
-func (s *scope) declare(name string) {
+// declKind is how a name was declared; goja's compiler refuses some
+// combinations in one scope, and they are reported here, before any worker.
+type declKind uint8
+
+const (
+	kindImplicit declKind = iota + 1 // arguments, a function expression's own name
+	kindVar
+	kindFunction
+	kindParam
+	kindLexical // let, const, class
+	kindCatch
+)
+
+// declare records name and reports whether it clashes with an earlier
+// declaration the way goja's compiler would refuse.
+func (s *scope) declare(name string, kind declKind) (clash bool) {
 	if s.names == nil {
-		s.names = map[string]bool{}
+		s.names = map[string]declKind{}
 	}
-	s.names[name] = true
+	prev, seen := s.names[name]
+	if !seen || prev == kindImplicit {
+		s.names[name] = kind
+		return false
+	}
+	switch {
+	case kind == kindLexical || prev == kindLexical:
+		return true
+	case kind == kindParam && prev == kindParam:
+		return true
+	case kind == kindCatch || prev == kindCatch:
+		return true
+	}
+	if kind == kindFunction {
+		s.names[name] = kind
+	}
+	return false
+}
+
+// declareVar records a var in the function scope; it clashes with a
+// lexical declaration (or catch parameter) in any scope it hoists through.
+func (s *scope) declareVar(name string) (clash bool) {
+	for sc := s; ; sc = sc.parent {
+		if k := sc.names[name]; k == kindLexical || k == kindCatch {
+			return true
+		}
+		if sc.fn || sc.parent == nil {
+			return sc.declare(name, kindVar)
+		}
+	}
 }
 
 // function returns the nearest function scope.
@@ -33,7 +77,7 @@ func (s *scope) function() *scope {
 
 func (s *scope) resolves(name string) bool {
 	for ; s != nil; s = s.parent {
-		if s.names[name] {
+		if _, ok := s.names[name]; ok {
 			return true
 		}
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/dop251/goja/ast"
 	"github.com/dop251/goja/file"
+	"github.com/dop251/goja/token"
 )
 
 // checker walks the tree once: it reports problems, records declarations and
@@ -134,6 +135,7 @@ func (c *checker) stmt(s ast.Statement) {
 		c.bindings(s.List, declVar)
 	case *ast.LexicalDeclaration:
 		c.bindings(s.List, declLet)
+		c.constInitialized(s)
 	case *ast.IfStatement:
 		c.expr(s.Test)
 		c.stmt(s.Consequent)
@@ -152,13 +154,10 @@ func (c *checker) stmt(s ast.Statement) {
 		c.stmt(s.Statement)
 	case *ast.BranchStatement, *ast.EmptyStatement:
 	case *ast.FunctionDeclaration:
-		c.scope.declare(s.Function.Name.Name.String())
-		c.scope.function().declare(s.Function.Name.Name.String())
-		c.identifier(s.Function.Name)
+		c.bind(s.Function.Name, declFunction)
 		c.function(s.Function, "function declarations")
 	case *ast.ClassDeclaration:
-		c.scope.declare(s.Class.Name.Name.String())
-		c.identifier(s.Class.Name)
+		c.bind(s.Class.Name, declLet)
 		c.class(s.Class)
 	default:
 		c.loopOrRare(s)
@@ -247,11 +246,13 @@ func (c *checker) forEach(into ast.ForInto, source ast.Expression, body ast.Stat
 func (c *checker) try(s *ast.TryStatement) {
 	c.block(s.Body)
 	if s.Catch != nil {
+		// The parameter and the body share one scope: goja refuses
+		// redeclaring the parameter in the body.
 		c.push(false)
 		if s.Catch.Parameter != nil {
-			c.target(s.Catch.Parameter, declLet)
+			c.target(s.Catch.Parameter, declCatch)
 		}
-		c.block(s.Catch.Body)
+		c.statements(s.Catch.Body.List)
 		c.pop()
 	}
 	if s.Finally != nil {
@@ -271,11 +272,31 @@ func (c *checker) switchStmt(s *ast.SwitchStatement) {
 
 // declaration kinds for target.
 const (
-	assign  = iota // an assignment target: identifiers are references
-	declVar        // var: lands in the function scope
-	declLet        // let, const, class, catch parameter: the block scope
-	declParam
+	assign       = iota // an assignment target: identifiers are references
+	declVar             // var: lands in the function scope
+	declLet             // let, const, class: the block scope
+	declParam           // a function or arrow parameter
+	declCatch           // a catch parameter
+	declFunction        // a function declaration
 )
+
+// declKinds maps a target kind to the scope's record of it.
+var declKinds = map[int]declKind{
+	declLet: kindLexical, declParam: kindParam, declCatch: kindCatch, declFunction: kindFunction,
+}
+
+// constInitialized reports const without an initializer, which goja's
+// parser accepts and its compiler refuses.
+func (c *checker) constInitialized(d *ast.LexicalDeclaration) {
+	if d.Token != token.CONST {
+		return
+	}
+	for _, b := range d.List {
+		if b.Initializer == nil {
+			c.report(b.Target.Idx0(), RuleSyntax, "missing initializer in const declaration")
+		}
+	}
+}
 
 func (c *checker) bindings(list []*ast.Binding, kind int) {
 	for _, b := range list {
@@ -342,16 +363,30 @@ func (c *checker) bind(id *ast.Identifier, kind int) {
 		return
 	}
 	name := id.Name.String()
+	clash := false
 	switch kind {
 	case assign:
 		c.use(id, false)
+		return
 	case declVar:
-		c.scope.function().declare(name)
-	default:
-		if name == toolFunc {
-			c.report(id.Idx, RuleToolValue, "callTool cannot be redeclared")
+		clash = c.scope.declareVar(name)
+	case declFunction:
+		clash = c.scope.declare(name, kindFunction)
+		if !c.scope.fn && !clash {
+			// Annex B: a function declared in a block is also visible
+			// in the enclosing function.
+			c.scope.function().declare(name, kindImplicit)
 		}
-		c.scope.declare(name)
+	default:
+		clash = c.scope.declare(name, declKinds[kind])
+	}
+	switch {
+	case clash:
+		c.report(id.Idx, RuleSyntax, fmt.Sprintf("identifier '%s' has already been declared", name))
+	case name == toolFunc:
+		c.report(id.Idx, RuleToolValue, "callTool cannot be redeclared")
+	case name == "let" && kind != declVar:
+		c.report(id.Idx, RuleSyntax, "let cannot be the name of a declaration")
 	}
 }
 
