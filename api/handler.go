@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -75,7 +76,21 @@ func NewHandler(b Backend, opts HandlerOptions) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, Errorf(CodeNotFound, "no route %s", r.URL.Path))
 	})
-	return h.recoverPanics(mux)
+	return h.recoverPanics(cleanPaths(mux))
+}
+
+// cleanPaths answers a path with empty, "." or ".." segments 404 itself:
+// ServeMux would answer it with a redirect, which an API client does not
+// follow and which would send an empty session id elsewhere.
+func cleanPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if p != "/" && (p == "" || path.Clean(p) != strings.TrimSuffix(p, "/")) {
+			writeError(w, Errorf(CodeNotFound, "no route %s", p))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (h *handler) routes() []route {
