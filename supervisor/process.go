@@ -33,6 +33,7 @@ type process struct {
 	log    *slog.Logger
 
 	exited chan struct{} // closed when the process has been reaped
+	stderr *io.PipeWriter // go-plugin copies the worker's stderr here
 
 	mu       sync.Mutex
 	killedBy string // why the supervisor killed it: "timeout", "cancel", "memory", ...
@@ -47,7 +48,7 @@ type processConfig struct {
 	memory    int64
 	pids      int64
 	logger    *slog.Logger
-	stderr    io.Writer
+	stderr    func(io.Reader) // consumes the worker's stderr until it ends
 	startWait time.Duration
 }
 
@@ -66,6 +67,9 @@ func startProcess(ctx context.Context, id int, cfg processConfig) (*process, err
 	if err := p.makeCgroup(cfg, cmd); err != nil {
 		return nil, err
 	}
+	pr, pw := io.Pipe()
+	p.stderr = pw
+	go cfg.stderr(pr)
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  ipc.Handshake,
 		Plugins:          ipc.Plugins(nil),
@@ -74,11 +78,12 @@ func startProcess(ctx context.Context, id int, cfg processConfig) (*process, err
 		Logger:           ipc.NewHCLogger(p.log),
 		StartTimeout:     cfg.startWait,
 		GRPCDialOptions:  ipc.DialOptions(),
-		Stderr:           cfg.stderr,
+		Stderr:           pw,
 		SkipHostEnv:      true,
 	})
 	if err := p.connect(); err != nil {
 		p.kill("start failed")
+		_ = pw.Close()
 		return nil, fmt.Errorf("start worker %d: %w", id, err)
 	}
 	return p, nil
@@ -131,6 +136,7 @@ func (p *process) reap() {
 	for !p.client.Exited() {
 		time.Sleep(25 * time.Millisecond)
 	}
+	_ = p.stderr.Close()
 	close(p.exited)
 }
 

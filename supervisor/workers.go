@@ -26,7 +26,7 @@ func (s *Supervisor) startWorker(ctx context.Context, id int) (*process, error) 
 	log := s.log.With("worker_id", id)
 	p, err := startProcess(ctx, id, processConfig{
 		command: s.opts.WorkerCommand, env: s.opts.WorkerEnv, cgroups: s.cgroups,
-		memory: memory, pids: workerPids, logger: log, stderr: newLineLogger(log),
+		memory: memory, pids: workerPids, logger: log, stderr: func(r io.Reader) { logLines(log, r) },
 		startWait: workerStartTimeout,
 	})
 	if err != nil {
@@ -62,18 +62,14 @@ func (s *Supervisor) workerExited(w *worker, reason string) {
 	s.log.Debug("worker stopped", "worker_id", w.id, "pid", w.pid, "reason", reason, "runs", w.runs)
 }
 
-// lineLogger writes each line of a worker's stderr to the daemon's log.
-func newLineLogger(log *slog.Logger) io.Writer {
-	r, w := io.Pipe()
-	go func() {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64<<10), 64<<10)
-		for sc.Scan() {
-			logWorkerLine(log, sc.Bytes())
-		}
-		_ = r.Close()
-	}()
-	return w
+// logLines writes each line of a worker's stderr to the daemon's log until it ends.
+func logLines(log *slog.Logger, r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	for sc.Scan() {
+		logWorkerLine(log, sc.Bytes())
+	}
+	_, _ = io.Copy(io.Discard, r) // an over-long line stops the scanner; keep draining
 }
 
 // logWorkerLine logs one stderr line of a worker. go-plugin's own lines are hclog
