@@ -203,12 +203,19 @@ func constantString(e ast.Expression) (string, bool) {
 		if e.Operator != token.PLUS {
 			return "", false
 		}
-		l, ok1 := constantString(e.Left)
-		r, ok2 := constantString(e.Right)
-		return l + r, ok1 && ok2
+		l, ok := constantString(e.Left)
+		if !ok || len(l) > maxFolded {
+			return "", false
+		}
+		r, ok := constantString(e.Right)
+		return l + r, ok && len(l)+len(r) <= maxFolded
 	}
 	return "", false
 }
+
+// maxFolded bounds constant folding: every name worth refusing is short, and
+// a long chain of + must not cost quadratic time.
+const maxFolded = 64
 
 // call walks a call; callTool and arrows passed as arguments are special.
 func (c *checker) call(e *ast.CallExpression) {

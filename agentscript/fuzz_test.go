@@ -2,8 +2,10 @@ package agentscript
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dop251/goja"
 )
@@ -50,6 +52,17 @@ func FuzzCheck(f *testing.F) {
 	levels := []Options{strict, secure, standard, permissive}
 	f.Fuzz(func(t *testing.T, code string, level uint8) {
 		opts := levels[int(level)%len(levels)]
+		// A hang is a failure too (goja's parser has hung on odd input
+		// before): report the input instead of stalling the fuzzer.
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				panic(fmt.Sprintf("Check or Compile hung on %q", code))
+			}
+		}()
 		s, err := Check(code, opts)
 		var probs Problems
 		if err != nil {

@@ -1,9 +1,12 @@
 package agentscript
 
 import (
+	"errors"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 
+	"github.com/dlclark/regexp2"
 	"github.com/dop251/goja/ast"
 	"github.com/dop251/goja/parser"
 )
@@ -13,12 +16,67 @@ import (
 // translate it, and otherwise on a backtracking engine that Interrupt cannot
 // stop; the translation below is the one goja itself uses.
 func (c *checker) regexLiteral(e *ast.RegExpLiteral) {
+	if msg := regexSyntax(e.Pattern, e.Flags); msg != "" {
+		c.report(e.Idx, RuleSyntax, msg)
+		return
+	}
 	if !c.opts.LinearRegexOnly {
 		return
 	}
 	if msg := linearProblem(e.Pattern, e.Flags); msg != "" {
 		c.report(e.Idx, RuleRegex, msg)
 	}
+}
+
+// regexSyntax mirrors the checks goja makes when it compiles a regex
+// literal, so an invalid one is refused here with its position instead of
+// failing in the worker. Patterns only the backtracking engine accepts are
+// left to it.
+func regexSyntax(pattern, flags string) string {
+	for i, f := range flags {
+		if !strings.ContainsRune("gimsuy", f) || strings.ContainsRune(flags[i+1:], f) {
+			return "invalid regular expression flags '" + flags + "'"
+		}
+	}
+	re2, err := parser.TransformRegExp(pattern, strings.Contains(flags, "s"), strings.Contains(flags, "u"))
+	var incompatible parser.RegexpErrorIncompatible
+	switch {
+	case errors.As(err, &incompatible):
+		return backtrackingSyntax(pattern, flags)
+	case err != nil:
+		return "invalid regular expression: " + err.Error()
+	}
+	if _, err := regexp.Compile(re2); err != nil && !isRepeatSize(err) {
+		return "invalid regular expression: " + err.Error()
+	}
+	return ""
+}
+
+// backtrackingSyntax compiles a pattern the way goja does when RE2 cannot
+// run it (only compiled, never matched here).
+func backtrackingSyntax(pattern, flags string) string {
+	var opts regexp2.RegexOptions = regexp2.ECMAScript
+	for _, f := range flags {
+		switch f {
+		case 'm':
+			opts |= regexp2.Multiline
+		case 's':
+			opts |= regexp2.Singleline
+		case 'i':
+			opts |= regexp2.IgnoreCase
+		case 'u':
+			opts |= regexp2.Unicode
+		}
+	}
+	if _, err := regexp2.Compile(pattern, opts); err != nil {
+		return "invalid regular expression: " + err.Error()
+	}
+	return ""
+}
+
+func isRepeatSize(err error) bool {
+	var se *syntax.Error
+	return errors.As(err, &se) && se.Code == syntax.ErrInvalidRepeatSize
 }
 
 // linearProblem explains why a pattern is not guaranteed linear-time, or

@@ -209,6 +209,12 @@ func TestEarlyErrors(t *testing.T) {
 		{"function then let", "function f() {} let f = 1", permissive, RuleSyntax},
 		{"function then var fine", "function f() {} var f = 1", permissive, ""},
 		{"let named let", "let let = 1", strict, RuleSyntax},
+		{"invalid regex", "/(/", standard, RuleSyntax},
+		{"invalid regex flags", "/a/gg", standard, RuleSyntax},
+		{"invalid backtracking regex", "/0(?!/", standard, RuleSyntax},
+		{"valid backtracking regex", "/(?<=a)b\\1/", standard, ""},
+		{"unknown regex flag", "/a/q", standard, RuleSyntax},
+		{"valid regex flags", "/a/gimsuy", standard, ""},
 		{"destructuring twice", "let [a, a] = []", strict, RuleSyntax},
 	})
 }
