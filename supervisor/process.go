@@ -32,7 +32,7 @@ type process struct {
 	cgroup *limits.WorkerCgroup // nil without cgroups
 	log    *slog.Logger
 
-	exited chan struct{} // closed when the process has been reaped
+	exited chan struct{}  // closed when the process has been reaped
 	stderr *io.PipeWriter // go-plugin copies the worker's stderr here
 
 	mu       sync.Mutex
