@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
+	"time"
 
 	"github.com/dop251/goja"
 
@@ -46,8 +47,20 @@ func Main() int {
 	// The worker's own goroutines (gRPC, the run) must stay small; a runaway native
 	// recursion should fail this process fast, not grow a gigabyte of stack.
 	debug.SetMaxStack(256 << 20)
+	go exitWithParent(os.Getppid())
 	ipc.Serve(NewServer())
 	return 0
+}
+
+// exitWithParent ends the worker when the supervisor is gone. Pdeathsig alone is not
+// enough: it fires when the thread that started the worker exits, not the process,
+// and a supervisor killed with SIGKILL must still leave no worker behind.
+func exitWithParent(parent int) {
+	for range time.Tick(200 * time.Millisecond) {
+		if os.Getppid() != parent {
+			os.Exit(3)
+		}
+	}
 }
 
 // Info reports the process id and current heap size.
