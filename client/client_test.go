@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,12 +31,13 @@ type env struct {
 	b      *fakeBackend
 	client *Client
 	cuts   *cutter
+	conns  atomic.Int64 // connections the server accepted
 }
 
 // newEnv serves the API over a fresh fake backend on network ("unix": a socket
 // in a temp dir; "tcp": loopback) behind a cutter, and builds a client with fast
 // retries (opts may change them).
-func newEnv(t *testing.T, network string, hopts api.HandlerOptions, opts Options) *env {
+func newEnv(t testing.TB, network string, hopts api.HandlerOptions, opts Options) *env {
 	t.Helper()
 	b := newFakeBackend()
 	if hopts.HeartbeatInterval == 0 {
@@ -44,6 +46,12 @@ func newEnv(t *testing.T, network string, hopts api.HandlerOptions, opts Options
 	cuts := &cutter{}
 	cuts.next = api.NewHandler(b, hopts)
 	srv := httptest.NewUnstartedServer(cuts)
+	e := &env{b: b, cuts: cuts}
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			e.conns.Add(1)
+		}
+	}
 	if network == "unix" {
 		sock := filepath.Join(t.TempDir(), "enclave.sock")
 		l, err := net.Listen("unix", sock)
@@ -67,7 +75,8 @@ func newEnv(t *testing.T, network string, hopts api.HandlerOptions, opts Options
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	return &env{b: b, client: c, cuts: cuts}
+	e.client = c
+	return e
 }
 
 // cutter lets tests break connections: rule, if set, decides per request what
@@ -264,6 +273,27 @@ func TestExecuteAnswersToolCalls(t *testing.T) {
 				t.Errorf("tool calls = %s", got)
 			}
 			rec.wantSeqs(t, toolsEvents(3))
+		})
+	}
+}
+
+// Sessions one after another reuse one connection: a client that tore down its
+// connection after every stream would pay a dial and an accept per session.
+func TestConnectionsReused(t *testing.T) {
+	for _, network := range networks {
+		t.Run(network, func(t *testing.T) {
+			e := newEnv(t, network, api.HandlerOptions{}, Options{})
+			for range 10 {
+				if _, err := e.client.Execute(context.Background(), ExecuteOptions{
+					Request: api.CreateRequest{Code: "tools 1"}, Tools: (&adder{}).handle,
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// One for the streams, one for tool results posted while a stream is open.
+			if n := e.conns.Load(); n > 2 {
+				t.Errorf("10 sessions opened %d connections, want at most 2", n)
+			}
 		})
 	}
 }
@@ -498,7 +528,7 @@ func TestToolResultDuplicateIsSuccess(t *testing.T) {
 		return len(e.b.sessions["sess-1"].pending) == 1
 	})
 	res := api.ToolResultRequest{CallID: "call-1", Result: json.RawMessage(`5`)}
-	if err := e.client.postToolResult(context.Background(), "sess-1", res); err != nil {
+	if err := e.client.postToolResult(context.Background(), context.Background(), "sess-1", res); err != nil {
 		t.Fatalf("post: %v", err)
 	}
 	if n := e.cuts.count("POST tool-result"); n != 2 {

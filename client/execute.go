@@ -60,7 +60,7 @@ func (c *Client) Execute(ctx context.Context, opts ExecuteOptions) (*Result, err
 	x := &execution{c: c, opts: opts, fail: fail, answered: map[string]bool{}}
 	x.res.SessionID = resp.Header.Get(api.SessionIDHeader)
 	f := &follower{c: c, id: x.res.SessionID}
-	err = f.run(ctx, s, func(ev api.Event) error { return x.deliver(toolCtx, f, ev) })
+	err = f.run(ctx, s, func(ev api.Event) error { return x.deliver(ctx, toolCtx, f, ev) })
 	stopTools() // the session is over: a handler still running is not needed
 	x.tools.Wait()
 	return x.finish(ctx, err)
@@ -80,8 +80,8 @@ type execution struct {
 	answered map[string]bool // call ids handed to a tool goroutine
 }
 
-// deliver handles one new event.
-func (x *execution) deliver(ctx context.Context, f *follower, ev api.Event) error {
+// deliver handles one new event. toolCtx ends with the session, ctx with Execute.
+func (x *execution) deliver(ctx, toolCtx context.Context, f *follower, ev api.Event) error {
 	if f.id == "" { // a server that sent no session id header
 		f.id, x.res.SessionID = ev.SessionID, ev.SessionID
 	}
@@ -91,7 +91,7 @@ func (x *execution) deliver(ctx context.Context, f *follower, ev api.Event) erro
 	}
 	switch ev.Type {
 	case api.EventToolCall:
-		return x.toolCall(ctx, ev)
+		return x.toolCall(ctx, toolCtx, ev)
 	case api.EventFinal:
 		return x.final(ev)
 	case api.EventError:
@@ -138,8 +138,11 @@ func (x *execution) finish(ctx context.Context, err error) (*Result, error) {
 }
 
 // toolCall starts answering a tool call on its own goroutine, so several calls
-// of one script run at once and the stream keeps being read meanwhile.
-func (x *execution) toolCall(ctx context.Context, ev api.Event) error {
+// of one script run at once and the stream keeps being read meanwhile. The
+// handler runs under toolCtx, which ends with the session; the post of its
+// answer under ctx, so an answer already on the wire when the session ends is
+// not cut off (cutting it would cost the connection), but it is not re-sent.
+func (x *execution) toolCall(ctx, toolCtx context.Context, ev api.Event) error {
 	var call api.ToolCallPayload
 	if err := json.Unmarshal(ev.Payload, &call); err != nil {
 		return fmt.Errorf("decode tool_call event %d: %w", ev.Seq, err)
@@ -154,9 +157,12 @@ func (x *execution) toolCall(ctx context.Context, ev api.Event) error {
 	x.tools.Add(1)
 	go func() {
 		defer x.tools.Done()
-		res := x.invoke(ctx, call)
-		// ctx ends when the session does: a late answer is not a failure then.
-		if err := x.c.postToolResult(ctx, x.res.SessionID, res); err != nil && ctx.Err() == nil {
+		res := x.invoke(toolCtx, call)
+		if toolCtx.Err() != nil {
+			return // the session is over: nobody waits for this answer
+		}
+		err := x.c.postToolResult(ctx, toolCtx, x.res.SessionID, res)
+		if err != nil && toolCtx.Err() == nil {
 			x.fail(fmt.Errorf("answer tool call %s: %w", call.CallID, err))
 		}
 	}()
@@ -184,10 +190,11 @@ func (x *execution) invoke(ctx context.Context, call api.ToolCallPayload) api.To
 	return answer
 }
 
-// postToolResult sends a tool result, again with backoff while the failure may
-// pass. A re-sent answer the server already took is refused with
-// TOOL_CALL_NOT_PENDING, which means the first one arrived: success.
-func (c *Client) postToolResult(ctx context.Context, id string, res api.ToolResultRequest) error {
+// postToolResult sends a tool result under ctx, again with backoff while the
+// failure may pass and retry is not done. A re-sent answer the server already
+// took is refused with TOOL_CALL_NOT_PENDING, which means the first one
+// arrived: success.
+func (c *Client) postToolResult(ctx, retry context.Context, id string, res api.ToolResultRequest) error {
 	path := "/v1/sessions/" + url.PathEscape(id) + "/tool-result"
 	for attempt := 0; ; attempt++ {
 		err := c.doJSON(ctx, http.MethodPost, path, res, nil)
@@ -197,7 +204,7 @@ func (c *Client) postToolResult(ctx context.Context, id string, res api.ToolResu
 		if !retryable(err) || attempt+1 >= c.opts.MaxAttempts {
 			return err
 		}
-		if err := sleep(ctx, c.backoff.delay(attempt)); err != nil {
+		if err := sleep(retry, c.backoff.delay(attempt)); err != nil {
 			return err
 		}
 	}

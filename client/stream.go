@@ -27,9 +27,15 @@ type stream struct {
 	body   io.ReadCloser
 }
 
-func (s *stream) close() {
-	s.cancel(nil)
+// close releases the stream. After the terminal event the server ends the
+// answer at once: reading to that end first lets the connection be reused
+// instead of torn down with every session.
+func (s *stream) close(complete bool) {
+	if complete {
+		_, _ = io.CopyN(io.Discard, s.body, 4<<10)
+	}
 	_ = s.body.Close()
+	s.cancel(nil)
 }
 
 // openStream sends req (built under the stream's own context by build) and
@@ -145,7 +151,7 @@ func (f *follower) replayRequest(ctx context.Context) (*http.Request, error) {
 // included, is progress: the server is there. Seqs at or below the last one
 // delivered are dropped, so a replay that overlaps is harmless.
 func (f *follower) consume(s *stream, deliver func(api.Event) error) (progressed bool, err error) {
-	defer s.close()
+	defer func() { s.close(err == nil) }()
 	idle := f.c.opts.StreamIdleTimeout
 	watchdog := time.AfterFunc(idle, func() { s.cancel(errStreamIdle) })
 	defer watchdog.Stop()
