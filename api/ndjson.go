@@ -36,10 +36,21 @@ func NewEncoder(w io.Writer) *Encoder {
 	return &Encoder{w: w, f: f, buf: make([]byte, 0, 512)}
 }
 
-// Encode writes ev as one line. The payload is compacted, so a payload with
-// newlines inside cannot split the line, and validated, so a bad payload from a
-// backend is an error here instead of a corrupt stream.
+// Encode writes ev as one line and flushes it. The payload is compacted, so a
+// payload with newlines inside cannot split the line, and validated, so a bad
+// payload from a backend is an error here instead of a corrupt stream.
 func (e *Encoder) Encode(ev Event) error {
+	if err := e.EncodeBuffered(ev); err != nil {
+		return err
+	}
+	e.Flush()
+	return nil
+}
+
+// EncodeBuffered writes ev like Encode but leaves it in the writer's buffer,
+// for a caller that knows more lines follow at once (a replay) and flushes
+// once after them.
+func (e *Encoder) EncodeBuffered(ev Event) error {
 	b, err := e.appendEvent(e.buf[:0], ev)
 	if err != nil {
 		return err
@@ -48,10 +59,14 @@ func (e *Encoder) Encode(ev Event) error {
 	if _, err := e.w.Write(b); err != nil {
 		return fmt.Errorf("write event: %w", err)
 	}
+	return nil
+}
+
+// Flush flushes the writer if it is an http.Flusher.
+func (e *Encoder) Flush() {
 	if e.f != nil {
 		e.f.Flush()
 	}
-	return nil
 }
 
 // appendEvent writes the envelope by hand: the field set is fixed, and doing so

@@ -67,14 +67,20 @@ func TestEncoderCompactsPayloadAndRefusesBadOne(t *testing.T) {
 	}
 }
 
-func TestEncoderFlushesEachLine(t *testing.T) {
+func TestEncoderFlushes(t *testing.T) {
 	rec := httptest.NewRecorder()
 	enc := NewEncoder(rec)
-	if err := enc.Encode(NewEvent("s", 1, EventSessionInit, SessionInitPayload{})); err != nil {
+	if err := enc.EncodeBuffered(NewEvent("s", 1, EventSessionInit, SessionInitPayload{})); err != nil {
 		t.Fatal(err)
 	}
-	if !rec.Flushed {
-		t.Error("encoder did not flush")
+	if rec.Flushed {
+		t.Error("EncodeBuffered flushed")
+	}
+	if err := enc.Encode(NewEvent("s", 2, EventStdout, ConsolePayload{})); err != nil {
+		t.Fatal(err)
+	}
+	if !rec.Flushed || strings.Count(rec.Body.String(), "\n") != 2 {
+		t.Errorf("Encode did not flush both lines: flushed %v, body %q", rec.Flushed, rec.Body.String())
 	}
 }
 

@@ -66,8 +66,14 @@ func (h *handler) pump(ctx context.Context, enc *Encoder, events <-chan Event, i
 		case <-quiet.C:
 			ev = h.heartbeat(id, *last)
 		}
-		if err := enc.Encode(ev); err != nil {
+		if err := enc.EncodeBuffered(ev); err != nil {
 			return err
+		}
+		// Flush only when nothing else is waiting: a burst (a replay, a final
+		// right after the last console line) goes out in one write, and a
+		// lone event still goes out at once.
+		if len(events) == 0 {
+			enc.Flush()
 		}
 		*last = max(*last, ev.Seq)
 		quiet.Reset(h.opts.HeartbeatInterval)
