@@ -691,6 +691,25 @@ func TestRequestTimeout(t *testing.T) {
 	}
 }
 
+// A server that names the session neither in a header nor in an event leaves
+// nothing to resume: the client says so instead of asking for a blank id.
+func TestBreakBeforeSessionID(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", api.ContentTypeNDJSON)
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(Options{BaseURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	_, err = c.Execute(context.Background(), ExecuteOptions{Request: api.CreateRequest{Code: "1"}})
+	if err == nil || !strings.Contains(err.Error(), "before the session id was known") {
+		t.Errorf("err = %v", err)
+	}
+}
+
 func TestNewChecksOptions(t *testing.T) {
 	tests := []struct {
 		name string

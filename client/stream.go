@@ -125,6 +125,8 @@ func (f *follower) fatal(ctx context.Context, err error) error {
 		return de.err
 	case !retryable(err):
 		return err
+	case f.id == "":
+		return fmt.Errorf("stream broke before the session id was known: %w", err)
 	}
 	return nil
 }
