@@ -130,8 +130,10 @@ type Decoder struct {
 }
 
 // NewDecoder returns a Decoder reading r with lines of at most DefaultMaxLineBytes.
+// Its read buffer is small (every stream has one); a longer line is gathered
+// piece by piece.
 func NewDecoder(r io.Reader) *Decoder {
-	return &Decoder{r: bufio.NewReaderSize(r, 64<<10), max: DefaultMaxLineBytes}
+	return &Decoder{r: bufio.NewReaderSize(r, 4<<10), max: DefaultMaxLineBytes}
 }
 
 // SetMaxLineBytes changes the line size limit.
