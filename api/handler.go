@@ -175,6 +175,9 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, "create session", err)
 		return
 	}
+	// Named even if the stream cannot start: the session exists, and the
+	// client may replay or cancel it.
+	w.Header().Set(SessionIDHeader, id)
 	h.stream(w, r, id, 1)
 }
 
