@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -295,5 +296,43 @@ func TestPercentile(t *testing.T) {
 	}
 	if simpleSum() != 201 {
 		t.Fatalf("simpleSum = %d", simpleSum())
+	}
+}
+
+// BenchmarkSocket runs both workloads through the API over a Unix socket with the
+// daemon in-process (the bench client too), 16 runs in flight: profile the
+// daemon's side of the hot path with
+//
+//	go test -run '^$' -bench Socket -cpuprofile cpu.out ./cmd/enclave/
+//
+// Workers are separate processes and do not show in the profile.
+func BenchmarkSocket(b *testing.B) {
+	for _, name := range []string{"simple", "tools"} {
+		b.Run(name, func(b *testing.B) {
+			socket := startBenchDaemon(b)
+			w, _ := newWorkload(name)
+			c, err := benchClient(benchConfig{socket: socket, concurrency: 16})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			var seed, lost atomic.Int64
+			b.SetParallelism(8) // 16 goroutines on 2 cores
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					s := seed.Add(1)
+					res, err := c.Execute(context.Background(), w.options(s))
+					switch code := w.check(res, err, s); code {
+					case "":
+					case string(api.CodeWorkerCrashed): // see checkBenchErrors
+						lost.Add(1)
+					default:
+						b.Errorf("%s: %v", code, err)
+					}
+				}
+			})
+			b.ReportMetric(float64(lost.Load())/float64(b.N), "lost/op")
+		})
 	}
 }
