@@ -563,8 +563,10 @@ func TestStreamIdleCountsAsBreak(t *testing.T) {
 }
 
 func TestHeartbeatsKeepStreamAlive(t *testing.T) {
+	// The idle timeout is 25 heartbeats long, so a loaded machine cannot make
+	// a late heartbeat look like a dead stream.
 	e := newEnv(t, "unix", api.HandlerOptions{HeartbeatInterval: 10 * time.Millisecond},
-		Options{StreamIdleTimeout: 100 * time.Millisecond})
+		Options{StreamIdleTimeout: 250 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rec := &recorder{}
@@ -573,9 +575,9 @@ func TestHeartbeatsKeepStreamAlive(t *testing.T) {
 		_, err := e.client.Execute(ctx, ExecuteOptions{Request: api.CreateRequest{Code: "wait"}, OnEvent: rec.add})
 		done <- err
 	}()
-	// Let several idle timeouts pass (30 heartbeats = 3 timeouts); heartbeats
-	// must keep the first stream up.
-	waitFor(t, func() bool { return e.cuts.linesWritten() > 30 })
+	// Let several idle timeouts pass (80 heartbeats, over 3 timeouts);
+	// heartbeats must keep the first stream up.
+	waitFor(t, func() bool { return e.cuts.linesWritten() > 80 })
 	if err := e.client.Cancel(context.Background(), "sess-1"); err != nil {
 		t.Fatal(err)
 	}
