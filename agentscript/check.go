@@ -1,13 +1,3 @@
-// Package agentscript checks and prepares AgentScript, the JavaScript subset
-// Enclave runs. Check pre-scans the raw text against size budgets, parses it
-// once with goja's parser, validates the tree against the rules in rules.go
-// and rewrites it by source position: the script is wrapped in an async
-// function (top-level await and return), the last expression statement
-// becomes the return value, and every loop body and function body calls
-// TickName so the worker can count iterations.
-//
-// The package imports nothing of the project: the supervisor maps a security
-// level to Options.
 package agentscript
 
 import (

@@ -77,6 +77,18 @@ func TestTicksAndResults(t *testing.T) {
 		{"function recursion", "function f(n) { return n <= 1 ? 1 : n * f(n - 1) }\nf(4)", permissive, int64(24), 4},
 		{"method and getter", "const o = { get x() { return 2 }, m() { return this_x } }; o.x", permissive, nil, 0},
 		{"class method", "class A { constructor(v) { this_v = v } }", permissive, nil, 0},
+		{"loop inside if without braces", "let n = 0; if (n === 0) for (const x of [1, 2]) n += x\nelse n = -1\nn",
+			strict, int64(3), 2},
+		{"do-while without semicolon", "let i = 0; do i++\nwhile (i < 3)\ni", standard, int64(3), 3},
+		{"labelled loop body", "let n = 0; outer: for (const a of [1, 2]) inner: for (const b of [1, 2]) { n++; continue outer }\nn",
+			strict, int64(2), 4},
+		{"async arrow argument", "(await Promise.all([1, 2].map(async (x) => await x * 2)))", secure,
+			[]any{int64(2), int64(4)}, 2},
+		{"conditional object body", "[0, 1].map((x) => x ? { a: 1 } : ({ b: 2 }))", strict,
+			[]any{map[string]any{"b": int64(2)}, map[string]any{"a": int64(1)}}, 2},
+		{"return from loop body", "const f = (xs) => { for (const x of xs) return x }; f([5, 6])", standard, int64(5), 2},
+		{"recursion smuggled through an array is counted",
+			"const a = []; a.push((n) => n > 0 ? a[0](n - 1) : 0); a[0](3)", strict, int64(0), 4},
 		{"promise executor", "await new Promise((resolve) => resolve(7))", secure, int64(7), 1},
 	}
 	for _, tc := range tests {
