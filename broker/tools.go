@@ -1,0 +1,123 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/enclave-go/enclave/api"
+	"github.com/enclave-go/enclave/supervisor"
+)
+
+// toolsBlock is how long one wait for a tool answer blocks (BLPOP counts whole
+// seconds); between waits the runtime looks at the session's cancel flag, in
+// case the cancel message was published while it was disconnected.
+const toolsBlock = time.Second
+
+// toolWaiters are the client tool calls of one run waiting for their answers,
+// and the one reader that hands the answers out.
+type toolWaiters struct {
+	once sync.Once
+	mu   sync.Mutex // guards waiting
+	wait map[string]chan api.ToolResultRequest
+}
+
+// clientTool is the run's supervisor.ToolFunc: it records the call as pending,
+// tells the client with a tool_call event and waits for the answer that any
+// broker pushes to session:{id}:tools.
+func (r *run) clientTool(ctx context.Context, call supervisor.ToolCall) (json.RawMessage, error) {
+	ch := r.tools.add(call.ID)
+	defer r.tools.remove(call.ID)
+	r.tools.once.Do(func() {
+		r.rt.runWG.Add(1)
+		go func() { defer r.rt.runWG.Done(); r.readAnswers(ctx) }()
+	})
+	if err := r.markPending(ctx, call); err != nil {
+		return nil, err
+	}
+	if !r.emit(api.EventToolCall, api.ToolCallPayload{CallID: call.ID, Name: call.Name, Args: call.Args}) {
+		return nil, api.Errorf(api.CodeCancelled, "the session can no longer report events")
+	}
+	select {
+	case res := <-ch:
+		if res.Error != nil {
+			return nil, errors.New(res.Error.Message)
+		}
+		return res.Result, nil
+	case <-ctx.Done():
+		return nil, api.Errorf(api.CodeToolTimeout, "the client did not answer tool %q before the run ended", call.Name)
+	}
+}
+
+// markPending records the call id before the client can learn of it, so an
+// answer to it is accepted and any other is refused.
+func (r *run) markPending(ctx context.Context, call supervisor.ToolCall) error {
+	_, err := r.rt.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, r.k.pending, call.ID, call.Name)
+		p.PExpire(ctx, r.k.pending, r.ttl)
+		return nil
+	})
+	if err != nil {
+		return api.Errorf(api.CodeToolError, "record pending tool call: %v", err)
+	}
+	return nil
+}
+
+// readAnswers pops answers off session:{id}:tools until the run ends and hands
+// each to its waiting call.
+func (r *run) readAnswers(ctx context.Context) {
+	wait := newRetry()
+	for ctx.Err() == nil {
+		vals, err := r.rt.rdb.BLPop(ctx, toolsBlock, r.k.tools).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			r.checkCancelFlag(ctx)
+		case err != nil:
+			wait.sleep(ctx)
+		default:
+			wait.reset()
+			r.deliver(vals[1])
+		}
+	}
+}
+
+func (r *run) deliver(raw string) {
+	var res api.ToolResultRequest
+	if err := json.Unmarshal([]byte(raw), &res); err != nil {
+		r.rt.log.Warn("unreadable tool answer", "session_id", r.id, "error", err)
+		return
+	}
+	r.tools.mu.Lock()
+	ch := r.tools.wait[res.CallID]
+	r.tools.mu.Unlock()
+	if ch != nil {
+		ch <- res // buffered, and only one answer per call id gets past the broker
+	}
+}
+
+func (r *run) checkCancelFlag(ctx context.Context) {
+	if v, err := r.rt.rdb.HGet(ctx, r.k.hash, "cancel").Result(); err == nil && v == "1" {
+		r.cancel()
+	}
+}
+
+func (w *toolWaiters) add(id string) chan api.ToolResultRequest {
+	ch := make(chan api.ToolResultRequest, 1)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.wait == nil {
+		w.wait = map[string]chan api.ToolResultRequest{}
+	}
+	w.wait[id] = ch
+	return ch
+}
+
+func (w *toolWaiters) remove(id string) {
+	w.mu.Lock()
+	delete(w.wait, id)
+	w.mu.Unlock()
+}
