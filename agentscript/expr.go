@@ -142,7 +142,11 @@ func (c *checker) objectProperty(p ast.Property) {
 		if c.identifier(&p.Name) {
 			c.use(&p.Name, false)
 		}
-		c.optExpr(p.Initializer)
+		if p.Initializer != nil {
+			// {a = 1} is only valid as a pattern; goja's compiler refuses it here.
+			c.report(p.Initializer.Idx0(), RuleSyntax, "invalid shorthand property initializer; write {a: 1}")
+			c.expr(p.Initializer)
+		}
 	case *ast.PropertyKeyed:
 		c.key(p.Key, p.Computed)
 		if p.Kind != ast.PropertyKindValue {

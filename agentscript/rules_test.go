@@ -210,6 +210,8 @@ func TestEarlyErrors(t *testing.T) {
 		{"function then var fine", "function f() {} var f = 1", permissive, ""},
 		{"let named let", "let let = 1", strict, RuleSyntax},
 		{"invalid regex", "/(/", standard, RuleSyntax},
+		{"shorthand initializer in a literal", "const a = 1; ({ a = 2 })", standard, RuleSyntax},
+		{"shorthand default in a pattern", "const { a = 2 } = {}; a", standard, ""},
 		{"invalid regex flags", "/a/gg", standard, RuleSyntax},
 		{"invalid backtracking regex", "/0(?!/", standard, RuleSyntax},
 		{"valid backtracking regex", "/(?<=a)b\\1/", standard, ""},
