@@ -173,7 +173,10 @@ func (s *Supervisor) dispatch(ctx context.Context, w *worker, p *plan, req Reque
 	defer hard.Stop()
 
 	d := &dispatcher{s: s, w: w, p: p, req: req, ctx: runCtx, send: stream.Send}
-	defer d.wait()
+	defer func() {
+		cancel() // ends the run's tool calls before waiting for them
+		d.wait()
+	}()
 	for {
 		msg, err := stream.Recv()
 		if err != nil {

@@ -45,6 +45,7 @@ type processConfig struct {
 	command   []string
 	env       []string
 	cgroups   *limits.Cgroups // nil: none
+	iso       *isolation
 	memory    int64
 	pids      int64
 	logger    *slog.Logger
@@ -64,6 +65,7 @@ func startProcess(ctx context.Context, id int, cfg processConfig) (*process, err
 	cmd := exec.Command(cfg.command[0], cfg.command[1:]...)
 	cmd.Env = cfg.env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cfg.iso.apply(cmd.SysProcAttr)
 	if err := p.makeCgroup(cfg, cmd); err != nil {
 		return nil, err
 	}

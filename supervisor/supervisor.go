@@ -44,6 +44,12 @@ type Options struct {
 	KillGrace time.Duration
 	// RuntimeLabel is the "runtime" label of the queue depth metric. Default: "local".
 	RuntimeLabel string
+	// WorkerUser is the account workers run as when the daemon is root. Default:
+	// "nobody"; "root" keeps them root.
+	WorkerUser string
+	// SharedNetwork keeps workers in the daemon's network namespace when it is root.
+	// Default: false, each worker gets an empty namespace of its own.
+	SharedNetwork bool
 }
 
 // Supervisor runs scripts in a pool of worker processes. It is safe for concurrent
@@ -57,6 +63,7 @@ type Supervisor struct {
 	cgroups *limits.Cgroups
 	metrics *metrics
 	scripts *scriptCache
+	iso     *isolation
 
 	runs      sync.WaitGroup
 	stopJan   chan struct{}
@@ -75,6 +82,7 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 	s.cfg.Store(opts.Config)
 	s.tools.Store(newToolRouter(opts.Config, opts.Logger))
 	s.cgroups = s.setupCgroups()
+	s.iso = planIsolation(opts, opts.Logger)
 	pc := opts.Config.Pool
 	s.pool = newPool(&pool{
 		size: pc.Size, minWorkers: pc.MinWorkers, maxQueue: pc.MaxQueueSize,

@@ -24,6 +24,7 @@ import (
 // with ENCLAVE_TEST_WORKER=1, so every test here runs real worker processes.
 func TestMain(m *testing.M) {
 	if os.Getenv("ENCLAVE_TEST_WORKER") == "1" {
+		probeNetwork()
 		os.Exit(workerproc.Main())
 	}
 	goleak.VerifyTestMain(m)

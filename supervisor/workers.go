@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"syscall"
 	"time"
 
 	"github.com/enclave-go/enclave/limits"
@@ -24,11 +25,19 @@ const (
 func (s *Supervisor) startWorker(ctx context.Context, id int) (*process, error) {
 	memory := s.cfg.Load().Values().WorkerMemory
 	log := s.log.With("worker_id", id)
-	p, err := startProcess(ctx, id, processConfig{
-		command: s.opts.WorkerCommand, env: s.opts.WorkerEnv, cgroups: s.cgroups,
+	cfg := processConfig{
+		command: s.opts.WorkerCommand, env: s.opts.WorkerEnv, cgroups: s.cgroups, iso: s.iso,
 		memory: memory, pids: workerPids, logger: log, stderr: func(r io.Reader) { logLines(log, r) },
 		startWait: workerStartTimeout,
-	})
+	}
+	p, err := startProcess(ctx, id, cfg)
+	if err != nil && s.iso.netns.Load() && errors.Is(err, syscall.EPERM) {
+		// A container without CAP_SYS_ADMIN refuses new namespaces: say so once and
+		// go on without.
+		s.log.Warn("kernel refused a network namespace for workers; they share the daemon's", "error", err)
+		s.iso.netns.Store(false)
+		p, err = startProcess(ctx, id, cfg)
+	}
 	if err != nil {
 		return nil, err
 	}

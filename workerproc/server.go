@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dop251/goja"
+	"golang.org/x/sys/unix"
 
 	"github.com/enclave-go/enclave/ipc"
 	"github.com/enclave-go/enclave/ipc/ipcpb"
@@ -24,9 +25,9 @@ import (
 // often; a full cache is simply emptied (cheap, and no eviction bookkeeping per run).
 const programCacheSize = 256
 
-// Server runs scripts for the supervisor. One run at a time: the supervisor never
-// sends a second Start before the first run ends, and a second concurrent stream is
-// refused.
+// Server runs scripts for the supervisor, one run at a time. The supervisor starts a
+// run only after it has the previous run's last message, but the previous handler may
+// still be returning then, so a new stream waits for it rather than failing.
 type Server struct {
 	ipcpb.UnimplementedWorkerServer
 
@@ -47,6 +48,7 @@ func Main() int {
 	// The worker's own goroutines (gRPC, the run) must stay small; a runaway native
 	// recursion should fail this process fast, not grow a gigabyte of stack.
 	debug.SetMaxStack(256 << 20)
+	harden()
 	go exitWithParent(os.Getppid())
 	ipc.Serve(NewServer())
 	return 0
@@ -71,9 +73,7 @@ func (s *Server) Info(context.Context, *ipcpb.InfoRequest) (*ipcpb.InfoReply, er
 // Run serves one run over its stream: a Start, then tool results; it sends console
 // output and tool calls, and ends with one Final or Failure.
 func (s *Server) Run(stream ipcpb.Worker_RunServer) error {
-	if !s.busy.TryLock() {
-		return errors.New("worker is busy with another run")
-	}
+	s.busy.Lock()
 	defer s.busy.Unlock()
 
 	first, err := stream.Recv()
@@ -147,4 +147,22 @@ func heapBytes() int64 {
 	defer heapSampleMu.Unlock()
 	metrics.Read(heapSample)
 	return int64(heapSample[0].Value.Uint64())
+}
+
+// harden drops what a worker never needs: gaining privileges through exec, core
+// dumps (they would hold script data), and more than a few file descriptors. A step
+// the kernel refuses is reported on stderr, which the daemon logs.
+func harden() {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "worker: set no_new_privs:", err)
+	}
+	limits := []struct {
+		res int
+		val uint64
+	}{{unix.RLIMIT_CORE, 0}, {unix.RLIMIT_NOFILE, 256}}
+	for _, l := range limits {
+		if err := unix.Setrlimit(l.res, &unix.Rlimit{Cur: l.val, Max: l.val}); err != nil {
+			fmt.Fprintln(os.Stderr, "worker: set rlimit:", err)
+		}
+	}
 }
