@@ -217,6 +217,10 @@ func TestEarlyErrors(t *testing.T) {
 		{"valid backtracking regex", "/(?<=a)b\\1/", standard, ""},
 		{"unknown regex flag", "/a/q", standard, RuleSyntax},
 		{"valid regex flags", "/a/gimsuy", standard, ""},
+		{"backtracking regex with flags", "/(?<=a)b/gimsuy", standard, ""},
+		{"large repeat count", "/a{2000}/.test('a')", standard, ""},
+		{"large repeat count strict", "/a{2000}/.test('a')", strict, RuleRegex},
+		{"block function visible in its function", "{ function f() { return 1 } } f()", permissive, ""},
 		{"destructuring twice", "let [a, a] = []", strict, RuleSyntax},
 	})
 }
