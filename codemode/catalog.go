@@ -149,7 +149,9 @@ func (c *Catalog) Text() string {
 	for _, p := range c.Problems {
 		fmt.Fprintf(&b, "// unavailable: %s\n", p)
 	}
-	b.WriteString("\n")
+	if len(c.Problems) > 0 {
+		b.WriteString("\n")
+	}
 	b.WriteString(c.Primer)
 	return b.String()
 }

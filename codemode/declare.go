@@ -81,6 +81,7 @@ func tsType(s map[string]any, indent string, depth int) string {
 	if len(types) == 0 {
 		return "unknown"
 	}
+	types = nullLast(types)
 	return union(mapSlice(types, func(t string) string { return typeNamed(t, s, indent, depth) }))
 }
 
@@ -92,7 +93,7 @@ func typeNamed(t string, s map[string]any, indent string, depth int) string {
 		return "number"
 	case "array":
 		item := tsType(asMap(s["items"]), indent, depth+1)
-		if strings.Contains(item, " | ") {
+		if topLevelUnion(item) {
 			item = "(" + item + ")"
 		}
 		return item + "[]"
@@ -185,6 +186,42 @@ func union(parts []string) string {
 		}
 	}
 	return strings.Join(out, " | ")
+}
+
+// topLevelUnion reports whether t is a union outside any brackets, so that
+// "a | b" becomes "(a | b)[]" while "{ x: a | b }" stays as it is.
+func topLevelUnion(t string) bool {
+	depth := 0
+	for i := 0; i < len(t); i++ {
+		switch t[i] {
+		case '{', '(', '<', '[':
+			depth++
+		case '}', ')', '>', ']':
+			depth--
+		case '|':
+			if depth == 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// nullLast orders a type list so "string | null" reads as it is usually written.
+func nullLast(types []string) []string {
+	out := make([]string, 0, len(types))
+	hasNull := false
+	for _, t := range types {
+		if t == "null" {
+			hasNull = true
+			continue
+		}
+		out = append(out, t)
+	}
+	if hasNull {
+		out = append(out, "null")
+	}
+	return out
 }
 
 func literal(v any) string {
