@@ -245,8 +245,15 @@ func addTool(_ context.Context, call ToolCall) (json.RawMessage, error) {
 
 // BenchmarkSpawn starts a worker and waits for its go-plugin handshake
 // (spawn-to-ready), and reports the new worker's RSS. Stopping it is not timed.
+// The worker is this test binary, or the binary named by ENCLAVE_BENCH_BINARY
+// (run with its hidden "worker" subcommand), which is what a daemon starts:
+//
+//	ENCLAVE_BENCH_BINARY=$PWD/bin/enclave go test -run '^$' -bench Spawn ./supervisor/
 func BenchmarkSpawn(b *testing.B) {
 	s := benchSupervisor(b, 1)
+	if bin := os.Getenv("ENCLAVE_BENCH_BINARY"); bin != "" {
+		s.opts.WorkerCommand, s.opts.WorkerEnv = []string{bin, "worker"}, nil
+	}
 	var rss atomic.Int64
 	id := 100
 	for b.Loop() {
