@@ -72,6 +72,8 @@ func TestRulesEveryLevel(t *testing.T) {
 		{"prototype field", "class A { prototype = 1 }", permissive, RulePrototype},
 		{"words as data", "const o = { constructorName: 'constructor', prototypeVersion: 1 }; o.prototypeVersion", strict, ""},
 		{"string mentions", "'eval require process constructor __proto__'", strict, ""},
+		{"prototype hasOwnProperty", "Object.prototype.hasOwnProperty.call({}, 'a')", strict, RulePrototype},
+		{"Object.hasOwn fine", "Object.hasOwn({ a: 1 }, 'a') && ({ a: 1 }).hasOwnProperty('a')", strict, ""},
 		{"getPrototypeOf", "Object.getPrototypeOf([])", permissive, RuleReflection},
 		{"descriptor", "const O = Object; O.getOwnPropertyDescriptor({}, 'a')", permissive, RuleReflection},
 		{"defineProperty string key", "Object['defineProperty']({}, 'a', {})", permissive, RuleReflection},

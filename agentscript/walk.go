@@ -423,7 +423,7 @@ func (c *checker) propertyName(at file.Idx, name string) bool {
 	switch {
 	case bannedProps[name]:
 		c.report(at, RulePrototype, fmt.Sprintf("%s is not accessible; it leads to prototypes "+
-			"and the Function constructor", name))
+			"and the Function constructor (for own-property checks use Object.hasOwn(obj, key))", name))
 	case reflectionProps[name]:
 		c.report(at, RuleReflection, fmt.Sprintf("%s is not available; use Object.keys, "+
 			"Object.values or Object.entries", name))
