@@ -258,12 +258,22 @@ func (rt *Runtime) Ready(ctx context.Context) error {
 }
 
 // listenCancels subscribes to this runtime's cancel channel before any work is
-// read, so a cancel for a session it starts cannot be missed.
+// read, so a cancel for a session it starts cannot be missed. While Redis is
+// unreachable it keeps trying, until ctx ends.
 func (rt *Runtime) listenCancels(ctx context.Context) error {
 	ps := rt.rdb.Subscribe(ctx, cancelChannel(rt.id))
-	if _, err := ps.Receive(ctx); err != nil {
-		_ = ps.Close()
-		return fmt.Errorf("subscribe to cancels: %w", err)
+	wait := newRetry()
+	for {
+		_, err := ps.Receive(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			_ = ps.Close()
+			return fmt.Errorf("subscribe to cancels: %w", err)
+		}
+		rt.log.Warn("subscribe to cancels; retrying", "error", err)
+		wait.sleep(ctx)
 	}
 	rt.spawn(func() {
 		defer ps.Close()
