@@ -178,6 +178,20 @@ func (s *Supervisor) Ready() error {
 	return nil
 }
 
+// PoolStats describe the worker pool at one moment.
+type PoolStats struct {
+	Live    int // started or starting workers
+	Idle    int // workers waiting for a run
+	Busy    int // runs holding a worker slot
+	Waiting int // runs in the queue
+}
+
+// Stats returns the pool's current counts.
+func (s *Supervisor) Stats() PoolStats {
+	idle, live, waiting, busy := s.pool.stats()
+	return PoolStats{Live: live, Idle: idle, Busy: busy, Waiting: waiting}
+}
+
 // CgroupMode reports how worker memory is capped: "v2", "v1" or "none".
 func (s *Supervisor) CgroupMode() string { return s.cgroupMode() }
 

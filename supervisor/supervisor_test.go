@@ -386,3 +386,25 @@ func childWorkers() []string {
 	}
 	return out
 }
+
+// Idle workers above minWorkers are stopped after idleTimeout; a burst brings the pool
+// back up to what it needs.
+func TestIdleShrink(t *testing.T) {
+	s := newSupervisor(t, testConfig(t, func(c *limits.Config) {
+		c.Pool.Size, c.Pool.MinWorkers = 3, 1
+		c.Pool.IdleTimeout = limits.Duration(300 * time.Millisecond)
+	}), "")
+	if live := s.Stats().Live; live != 3 {
+		t.Fatalf("prewarmed %d workers, want 3", live)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().Live != 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if live := s.Stats().Live; live != 1 {
+		t.Fatalf("%d workers after idling, want minWorkers 1", live)
+	}
+	if res, err := run(t, s, supervisor.Request{Code: "return 'still works'"}); err != nil || string(res.Value) != `"still works"` {
+		t.Fatalf("run after shrink: %v %v", res, err)
+	}
+}

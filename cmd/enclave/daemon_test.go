@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +29,13 @@ import (
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "worker" {
 		os.Exit(runWorker())
+	}
+	if cfg := os.Getenv("ENCLAVE_TEST_SERVE"); cfg != "" {
+		// The test binary as a whole daemon process, for signal tests.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := Run(ctx, []string{"serve", "--config", cfg}, stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr})
+		stop()
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }

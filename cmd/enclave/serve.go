@@ -2,14 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,7 +66,8 @@ func serve(ctx context.Context, cfg *limits.Config, configPath string, log *slog
 		closeSupervisor(sup, log)
 		return err
 	}
-	handler := peerCheck(api.NewHandler(sessions, api.HandlerOptions{Logger: log}), cfg.SocketAccess)
+	var draining atomic.Bool
+	handler := peerCheck(refuseWhileDraining(&draining, api.NewHandler(sessions, api.HandlerOptions{Logger: log})), cfg.SocketAccess)
 	srv := &http.Server{Handler: handler, ConnContext: withPeerCred, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -78,7 +80,9 @@ func serve(ctx context.Context, cfg *limits.Config, configPath string, log *slog
 
 	<-ctx.Done()
 	log.Info("daemon stopping")
-	_ = ln.Close() // no new connections; running streams go on while runs drain
+	// New sessions are refused, but running ones keep their streams, tool results
+	// and cancels while they drain.
+	draining.Store(true)
 	closeSupervisor(sup, log)
 	sessions.Close()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -141,4 +145,19 @@ func newLogger(l limits.Log, w interface{ Write([]byte) (int, error) }) *slog.Lo
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-var _ net.Listener = (*net.UnixListener)(nil)
+// refuseWhileDraining answers new sessions and readiness with 503 once the daemon
+// is stopping; the other routes keep serving the sessions that are draining.
+func refuseWhileDraining(draining *atomic.Bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		creating := r.Method == http.MethodPost && r.URL.Path == "/v1/sessions"
+		if draining.Load() && (creating || r.URL.Path == "/readyz") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(map[string]string{
+				"status": "not ready", "code": string(api.CodeInternal), "reason": "the daemon is shutting down",
+			})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
