@@ -20,16 +20,18 @@ type HCLogger struct {
 // NewHCLogger returns an hclog.Logger that writes to l.
 func NewHCLogger(l *slog.Logger) hclog.Logger { return &HCLogger{l: l} }
 
+// toSlog maps go-plugin's levels onto the daemon's. go-plugin reports every worker
+// start and exit at info, which for a pool that recycles workers is debug detail.
 func toSlog(level hclog.Level) slog.Level {
 	switch level {
-	case hclog.Trace, hclog.Debug:
+	case hclog.Trace, hclog.Debug, hclog.Info:
 		return slog.LevelDebug
 	case hclog.Warn:
 		return slog.LevelWarn
 	case hclog.Error:
 		return slog.LevelError
 	default:
-		return slog.LevelInfo
+		return slog.LevelDebug
 	}
 }
 
@@ -51,6 +53,7 @@ func (h *HCLogger) enabled(level hclog.Level) bool {
 func (h *HCLogger) IsTrace() bool { return false }
 func (h *HCLogger) IsDebug() bool { return h.enabled(hclog.Debug) }
 func (h *HCLogger) IsInfo() bool  { return h.enabled(hclog.Info) }
+
 func (h *HCLogger) IsWarn() bool  { return h.enabled(hclog.Warn) }
 func (h *HCLogger) IsError() bool { return h.enabled(hclog.Error) }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/enclave-go/enclave/api"
@@ -103,7 +104,7 @@ func submit(ctx context.Context, f runFlags, code string, io stdio) int {
 			fmt.Fprintf(io.err, "%s: %s\n", ae.Code, positioned(ae))
 			return 1
 		}
-		fmt.Fprintf(io.err, "enclave run: %v\n", err)
+		fmt.Fprintf(io.err, "enclave run: %v%s\n", err, daemonHint(err, f))
 		return 2
 	}
 	return printResult(res, f.json, io.out)
@@ -162,4 +163,15 @@ func execTools(tools toolFlags) client.ToolHandler {
 		}
 		return out, nil
 	}
+}
+
+// daemonHint explains the usual cause of a refused connection.
+func daemonHint(err error, f runFlags) string {
+	if !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ECONNREFUSED) {
+		return ""
+	}
+	if f.broker != "" {
+		return "\n(is the broker running at " + f.broker + "?)"
+	}
+	return "\n(is the daemon running? start it with `enclave serve` or `make run`, or pass --socket)"
 }
