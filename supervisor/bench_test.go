@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/enclave-go/enclave/agentscript"
-	"github.com/enclave-go/enclave/api"
 	"github.com/enclave-go/enclave/limits"
 	"github.com/enclave-go/enclave/workerproc"
 )
@@ -136,11 +135,7 @@ func benchSupervisor(b *testing.B, size int) *Supervisor {
 	if err != nil {
 		b.Fatalf("start supervisor: %v", err)
 	}
-	lostRuns.Store(0)
 	b.Cleanup(func() {
-		if n := lostRuns.Load(); n > 0 {
-			b.Logf("%d runs lost to WORKER_CRASHED (the worker reuse race)", n)
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = s.Close(ctx)
@@ -150,22 +145,8 @@ func benchSupervisor(b *testing.B, size int) *Supervisor {
 
 const trivialScript = "let s = 0; for (let i = 0; i < 10; i++) { s += i } return s"
 
-// lostRuns counts runs that failed with WORKER_CRASHED.
-//
-// TODO(bench): a reused worker sometimes refuses its next run ("worker is busy
-// with another run": the worker's Run handler unlocks after sending the final
-// message, and the supervisor may start the next run in between), which the
-// supervisor reports as WORKER_CRASHED after a 200ms wait and a respawn. The
-// benchmarks count such runs (lost/op) instead of failing, so they stay usable
-// until the race is fixed; a non-zero lost/op means ns/op is inflated.
-var lostRuns atomic.Int64
-
 func runOK(b *testing.B, s *Supervisor, req Request, want string) {
 	res, err := s.Run(context.Background(), req)
-	if api.CodeOf(err) == api.CodeWorkerCrashed {
-		lostRuns.Add(1)
-		return
-	}
 	if err != nil {
 		b.Fatalf("run: %v", err)
 	}
@@ -184,7 +165,6 @@ func BenchmarkRunWarm(b *testing.B) {
 	for b.Loop() {
 		runOK(b, s, req, "45")
 	}
-	reportLost(b)
 }
 
 // BenchmarkRunWarmParallel keeps the default pool busy from GOMAXPROCS×4
@@ -200,7 +180,6 @@ func BenchmarkRunWarmParallel(b *testing.B) {
 			runOK(b, s, req, "45")
 		}
 	})
-	reportLost(b)
 }
 
 // BenchmarkToolRoundTrip runs a script making n client tool calls in a row; a
@@ -223,16 +202,11 @@ func BenchmarkToolRoundTrip(b *testing.B) {
 			for b.Loop() {
 				runOK(b, s, req, want)
 			}
-			reportLost(b)
-			if n > 0 {
+					if n > 0 {
 				b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N*n), "ns/call-incl-run")
 			}
 		})
 	}
-}
-
-func reportLost(b *testing.B) {
-	b.ReportMetric(float64(lostRuns.Load())/float64(b.N), "lost/op")
 }
 
 func addTool(_ context.Context, call ToolCall) (json.RawMessage, error) {

@@ -55,7 +55,7 @@ func (s *session) emit(typ api.EventType, payload any) {
 
 // Create starts a session; see api.Backend.
 func (m *Sessions) Create(ctx context.Context, owner string, req api.CreateRequest) (string, error) {
-	ex, err := m.sup.Start(context.Background(), m.request(req))
+	ex, err := m.sup.Start(context.Background(), RequestFrom(req))
 	if err != nil {
 		return "", err
 	}
@@ -73,7 +73,9 @@ func (m *Sessions) Create(ctx context.Context, owner string, req api.CreateReque
 	return sess.id, nil
 }
 
-func (m *Sessions) request(req api.CreateRequest) Request {
+// RequestFrom turns an API create request into a supervisor request; the caller
+// adds ClientTool and OnEvent.
+func RequestFrom(req api.CreateRequest) Request {
 	r := Request{Code: req.Code, Level: req.SecurityLevel, Globals: req.Globals, ClientTools: req.ClientTools}
 	if o := req.Limits; o != nil {
 		r.Limits = overridesFrom(o)

@@ -123,7 +123,7 @@ func checkToolValue(v json.RawMessage, lim limits.Values) error {
 	if !json.Valid(v) {
 		return api.Errorf(api.CodeToolError, "tool answered with invalid JSON")
 	}
-	if d := jsonDepth(v); int64(d) > lim.MaxValueDepth {
+	if d := limits.JSONDepth(v); int64(d) > lim.MaxValueDepth {
 		return api.Errorf(api.CodeSerializationLimit, "tool result nests %d levels, over the limit of %d", d, lim.MaxValueDepth)
 	}
 	return nil
@@ -148,27 +148,6 @@ func toolMessage(err error) string {
 		return e.Message
 	}
 	return err.Error()
-}
-
-// jsonDepth is the deepest nesting of a JSON text, strings skipped.
-func jsonDepth(b []byte) int {
-	depth, deepest, inString := 0, 0, false
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case inString && c == '\\':
-			i++
-		case c == '"':
-			inString = !inString
-		case inString:
-		case c == '[' || c == '{':
-			depth++
-			deepest = max(deepest, depth)
-		case c == ']' || c == '}':
-			depth--
-		}
-	}
-	return deepest
 }
 
 // maxToolOutput bounds what the daemon reads from a tool before it even checks the

@@ -2,6 +2,8 @@ package workerproc
 
 import (
 	"github.com/dop251/goja"
+
+	"github.com/enclave-go/enclave/limits"
 )
 
 // Allocation guards. goja has no memory accounting and a built-in such as repeat runs
@@ -130,7 +132,7 @@ func (r *run) checkJoin(c goja.FunctionCall) bool {
 func (r *run) installJSON(jsonObj *goja.Object) {
 	r.wrap(jsonObj, "parse", func(c goja.FunctionCall) bool {
 		text := c.Argument(0).String()
-		if jsonDepth(text) > maxJSONDepth {
+		if limits.JSONDepth(text) > maxJSONDepth {
 			r.stop(codeSerialization, "JSON.parse: input nests deeper than %d levels", maxJSONDepth)
 			return false
 		}
@@ -186,25 +188,4 @@ func indentOf(v goja.Value) string {
 		b[i] = ' '
 	}
 	return string(b)
-}
-
-// jsonDepth is the deepest bracket nesting of a JSON text, strings skipped.
-func jsonDepth(s string) int {
-	depth, deepest, inString := 0, 0, false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case inString && c == '\\':
-			i++
-		case c == '"':
-			inString = !inString
-		case inString:
-		case c == '[' || c == '{':
-			depth++
-			deepest = max(deepest, depth)
-		case c == ']' || c == '}':
-			depth--
-		}
-	}
-	return deepest
 }
