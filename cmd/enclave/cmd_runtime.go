@@ -31,7 +31,6 @@ func runRuntime(ctx context.Context, args []string, io stdio) int {
 // serveRuntime runs a runtime pod until ctx ends (SIGTERM), then drains it:
 // stop taking work, let running sessions finish for up to drainTimeout, exit.
 func serveRuntime(ctx context.Context, cfg *limits.Config, log *slog.Logger) error {
-	log = log.With("runtime_id", cfg.RuntimeID)
 	reg, stopMetrics, err := startMetrics(cfg.Metrics.Listen, log)
 	if err != nil {
 		return err
