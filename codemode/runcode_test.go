@@ -64,7 +64,6 @@ func TestRunCode(t *testing.T) {
 				t.Fatalf("call: %v", err)
 			}
 			text := res.Content[0].(*mcp.TextContent).Text
-			t.Logf("%s", text)
 			if res.IsError != tc.isError || !strings.Contains(text, tc.want) {
 				t.Fatalf("isError=%v text=%s; want isError=%v containing %s", res.IsError, text, tc.isError, tc.want)
 			}
