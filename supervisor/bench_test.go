@@ -202,7 +202,7 @@ func BenchmarkToolRoundTrip(b *testing.B) {
 			for b.Loop() {
 				runOK(b, s, req, want)
 			}
-					if n > 0 {
+			if n > 0 {
 				b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N*n), "ns/call-incl-run")
 			}
 		})
