@@ -37,7 +37,7 @@ type Lister interface {
 // cached until the server announces a change or the connection is replaced.
 func (p *Provider) ListTools(ctx context.Context) ([]ToolInfo, error) {
 	p.mu.Lock()
-	cached := p.tools
+	cached, gen := p.tools, p.toolsGen
 	p.mu.Unlock()
 	if cached != nil {
 		return cached, nil
@@ -64,8 +64,8 @@ func (p *Provider) ListTools(ctx context.Context) ([]ToolInfo, error) {
 		})
 	}
 	p.mu.Lock()
-	if p.session == s {
-		p.tools = tools
+	if p.session == s && p.toolsGen == gen {
+		p.tools = tools // not stale: no change was announced while listing
 	}
 	p.mu.Unlock()
 	return tools, nil

@@ -143,6 +143,7 @@ func (p *Provider) healthy() {
 func (p *Provider) toolsChanged() {
 	p.mu.Lock()
 	p.tools = nil
+	p.toolsGen++
 	onChange := p.onChange
 	p.mu.Unlock()
 	if onChange != nil {

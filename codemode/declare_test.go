@@ -79,7 +79,7 @@ func TestBuildCatalog(t *testing.T) {
 	for _, ti := range cat.Tools {
 		names = append(names, ti.Name)
 	}
-	want := "users:* t:add t:crash t:echo t:pid t:profile t:slow"
+	want := "users:* t:add t:crash t:echo t:grow t:pid t:profile t:slow"
 	if got := strings.Join(names, " "); got != want {
 		t.Fatalf("tools %q, want %q (problems %v)", got, want, cat.Problems)
 	}

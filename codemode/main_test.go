@@ -49,7 +49,8 @@ type slowIn struct {
 
 // runTestServer serves tools that cover each way a result can come back:
 // structured (add), plain text (echo), JSON text (profile), an error result
-// (fail), a dying server (crash), a slow answer (slow) and the server's pid.
+// (fail), a dying server (crash), a slow answer (slow), a changing tool list
+// (grow) and the server's pid.
 func runTestServer() int {
 	s := mcp.NewServer(&mcp.Implementation{Name: "testserver", Version: "1"}, nil)
 	mcp.AddTool(s, &mcp.Tool{Name: "add", Description: "Add two numbers."},
@@ -88,6 +89,14 @@ func addLifecycleTools(s *mcp.Server) {
 			case <-ctx.Done():
 			}
 			return text("done"), nil, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "grow", Description: "Adds the tool extra, which changes the list."},
+		func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+			mcp.AddTool(s, &mcp.Tool{Name: "extra", Description: "Added at run time."},
+				func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+					return text("extra"), nil, nil
+				})
+			return text("grown"), nil, nil
 		})
 	mcp.AddTool(s, &mcp.Tool{Name: "pid", Description: "The server's process id."},
 		func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {

@@ -42,6 +42,7 @@ type Provider struct {
 	retryAt  time.Time // no new connection before this
 	lastErr  error
 	tools    []ToolInfo // the listing of the current session; nil when stale
+	toolsGen int        // counts invalidations, so a listing racing one is not cached
 	closed   bool
 	onChange func()
 }

@@ -187,3 +187,35 @@ func TestListTools(t *testing.T) {
 		t.Fatalf("schemas: %+v", tools[0])
 	}
 }
+
+func TestProviderFollowsToolListChanges(t *testing.T) {
+	p := newTestProvider(t, 10*time.Second)
+	changed := make(chan struct{}, 10)
+	p.OnToolsChanged(func() { changed <- struct{}{} })
+	before := toolNames(t, p)
+	if strings.Contains(before, "t:extra") {
+		t.Fatalf("extra listed before it exists: %s", before)
+	}
+	callString(t, p, "t:grow")
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no change notification")
+	}
+	if after := toolNames(t, p); !strings.Contains(after, "t:extra") {
+		t.Fatalf("extra not listed after the change: %s", after)
+	}
+}
+
+func toolNames(t *testing.T, p *codemode.Provider) string {
+	t.Helper()
+	tools, err := p.ListTools(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, ti := range tools {
+		names = append(names, ti.Name)
+	}
+	return strings.Join(names, " ")
+}

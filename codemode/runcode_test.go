@@ -56,6 +56,7 @@ func TestRunCode(t *testing.T) {
 		{"tighter timeout", map[string]any{"code": `await callTool('t:slow', { ms: 5000 }); return 1;`, "timeoutMs": 200},
 			true, "TIMEOUT"},
 		{"empty code", map[string]any{"code": " "}, true, "INVALID_REQUEST: code is empty"},
+		{"looser limits refused", map[string]any{"code": "1", "timeoutMs": 3_600_000}, true, "INVALID_REQUEST"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
