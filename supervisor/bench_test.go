@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -27,9 +29,30 @@ const benchWorkerEnv = "ENCLAVE_BENCH_WORKER"
 
 func init() {
 	if os.Getenv(benchWorkerEnv) == "1" {
+		profileWorker(os.Getenv("ENCLAVE_BENCH_WORKER_PROFILE"))
 		os.Exit(workerproc.Main())
 	}
 }
+
+// profileWorker writes a CPU profile of this worker process's first
+// workerProfileFor to dir/worker-PID.cpu, when dir is set: workers are killed,
+// not stopped, so the profile is cut at a fixed time instead of at exit. The
+// directory must be writable by the workers' user (nobody, under root).
+//
+//	ENCLAVE_BENCH_WORKER_PROFILE=/tmp/prof go test -run '^$' -bench RunWarm$ -benchtime 20000x ./supervisor/
+//	go tool pprof -top supervisor.test /tmp/prof/worker-*.cpu
+func profileWorker(dir string) {
+	if dir == "" {
+		return
+	}
+	f, err := os.Create(filepath.Join(dir, "worker-"+strconv.Itoa(os.Getpid())+".cpu"))
+	if err != nil || pprof.StartCPUProfile(f) != nil {
+		return
+	}
+	time.AfterFunc(workerProfileFor, func() { pprof.StopCPUProfile(); _ = f.Close() })
+}
+
+const workerProfileFor = 5 * time.Second
 
 // benchScript is about 2 KB of the kind of script a model writes: tool calls,
 // loops, array methods, a template and an object result.
@@ -128,9 +151,12 @@ func benchSupervisor(b *testing.B, size int) *Supervisor {
 	cfg.Pool.Size, cfg.Pool.MinWorkers = size, size
 	cfg.Pool.MaxExecutionsPerWorker = 1 << 40
 	cfg.Pool.MaxQueueSize = 1024
+	env := []string{benchWorkerEnv + "=1"}
+	if dir := os.Getenv("ENCLAVE_BENCH_WORKER_PROFILE"); dir != "" {
+		env = append(env, "ENCLAVE_BENCH_WORKER_PROFILE="+dir) // workers get no host env
+	}
 	s, err := New(context.Background(), Options{
-		Config: cfg, WorkerCommand: []string{os.Args[0]},
-		WorkerEnv: []string{benchWorkerEnv + "=1"}, CgroupRoot: "none",
+		Config: cfg, WorkerCommand: []string{os.Args[0]}, WorkerEnv: env, CgroupRoot: "none",
 	})
 	if err != nil {
 		b.Fatalf("start supervisor: %v", err)
