@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/dop251/goja/ast"
 	"github.com/dop251/goja/parser"
 )
 
@@ -95,7 +96,7 @@ func Check(src string, opts Options) (s *Script, err error) {
 		return nil, p
 	}
 	wrapped := wrapPrefix + src + wrapSuffix
-	prog, err := parser.ParseFile(nil, "", wrapped, 0)
+	prog, err := parse(wrapped)
 	if err != nil {
 		return nil, syntaxProblems(err, src)
 	}
@@ -108,4 +109,17 @@ func Check(src string, opts Options) (s *Script, err error) {
 	out := applyEdits(wrapped, c.edits)
 	sum := sha256.Sum256([]byte(out))
 	return &Script{Source: out, Hash: hex.EncodeToString(sum[:]), Tools: c.tools}, nil
+}
+
+// errParserPanic is reported for input that makes goja's parser panic (it
+// has, on some malformed destructuring); such a script is a syntax error.
+var errParserPanic = errors.New("the script could not be parsed; check the brackets and destructuring near the start")
+
+func parse(wrapped string) (prog *ast.Program, err error) {
+	defer func() {
+		if recover() != nil {
+			prog, err = nil, errParserPanic
+		}
+	}()
+	return parser.ParseFile(nil, "", wrapped, 0)
 }

@@ -238,6 +238,7 @@ func TestSyntaxProblems(t *testing.T) {
 		{"bad token line 3", "const a = 1;\nconst b = 2;\nconst c = @;", 3, 11},
 		{"unclosed brace", "if (true) {\n  1", 2, 4},
 		{"closes the wrapper", "}); (async () => {", 1, 1},
+		{"parser panic", "const[...[", 1, 1},
 		{"closes the wrapper twice", "1 })(); globalThis.x = 1; (async () => { 2", 1, 1},
 	}
 	for _, tc := range tests {
