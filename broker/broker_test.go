@@ -15,7 +15,16 @@ import (
 // A session started through broker A is answered and replayed through broker B:
 // the brokers share nothing but Redis.
 func TestToolResultAndReplayThroughAnotherBroker(t *testing.T) {
-	rs := startRedis(t)
+	crossBrokerSession(t, startRedis(t))
+}
+
+// The same session test on a three-node Redis Cluster: every script and
+// pipeline must stay within one slot or be split by the client.
+func TestCluster(t *testing.T) {
+	crossBrokerSession(t, startCluster(t))
+}
+
+func crossBrokerSession(t *testing.T, rs store) {
 	a, b := newBackend(t, rs, nil), newBackend(t, rs, nil)
 	rt := startRuntime(t, rs, "rt-1", nil, nil)
 	ctx := testCtx(t)

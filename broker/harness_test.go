@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,10 +22,17 @@ import (
 )
 
 // The test binary doubles as the worker: runtimes under test start it again
-// with ENCLAVE_TEST_WORKER=1, so sessions run in real worker processes.
+// with ENCLAVE_TEST_WORKER=1, so sessions run in real worker processes. It also
+// doubles as a runtime or broker process for the tests that kill them.
 func TestMain(m *testing.M) {
 	if os.Getenv("ENCLAVE_TEST_WORKER") == "1" {
 		os.Exit(workerproc.Main())
+	}
+	if spec := os.Getenv(envRuntimeProc); spec != "" {
+		os.Exit(runtimeProcMain(spec))
+	}
+	if spec := os.Getenv(envBrokerProc); spec != "" {
+		os.Exit(brokerProcMain(spec))
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -34,10 +42,11 @@ const testTimeout = 30 * time.Second
 
 // redisServer is a redis-server on a free loopback port, without persistence.
 type redisServer struct {
-	t    *testing.T
-	port int
-	dir  string
-	cmd  *exec.Cmd
+	t     *testing.T
+	port  int
+	dir   string
+	extra []string // more redis-server flags
+	cmd   *exec.Cmd
 }
 
 func startRedis(t *testing.T) *redisServer {
@@ -45,7 +54,12 @@ func startRedis(t *testing.T) *redisServer {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server is not installed (apt-get install redis-server); the broker tests need a real Redis")
 	}
-	s := &redisServer{t: t, port: freePort(t), dir: t.TempDir()}
+	return startRedisWith(t)
+}
+
+func startRedisWith(t *testing.T, extra ...string) *redisServer {
+	t.Helper()
+	s := &redisServer{t: t, port: freePort(t), dir: t.TempDir(), extra: extra}
 	s.start()
 	t.Cleanup(s.stop)
 	return s
@@ -63,11 +77,56 @@ func freePort(t *testing.T) int {
 
 func (s *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
+// store is a Redis deployment of a test: one server or a cluster.
+type store interface{ addrs() []string }
+
+func (s *redisServer) addrs() []string { return []string{s.addr()} }
+
+// redisCluster is a three-master Redis Cluster on loopback, without replicas.
+type redisCluster struct{ nodes []*redisServer }
+
+func (c *redisCluster) addrs() []string {
+	out := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = n.addr()
+	}
+	return out
+}
+
+// startCluster starts three cluster-enabled servers and joins them with
+// redis-cli --cluster create; it skips the test when that cannot be done here.
+func startCluster(t *testing.T) *redisCluster {
+	t.Helper()
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		t.Skip("redis-cli is not installed; it is needed to form a cluster")
+	}
+	c := &redisCluster{}
+	for range 3 {
+		c.nodes = append(c.nodes, startRedisWith(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"))
+	}
+	args := append([]string{"--cluster", "create"}, c.addrs()...)
+	out, err := exec.Command("redis-cli", append(args, "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
+	if err != nil {
+		t.Skipf("redis-cli --cluster create failed, cluster mode unavailable here: %v\n%s", err, out)
+	}
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.addrs()})
+	defer rdb.Close()
+	poll(t, "the cluster is ok", func() bool {
+		info, err := rdb.ClusterInfo(context.Background()).Result()
+		return err == nil && strings.Contains(info, "cluster_state:ok") &&
+			rdb.ForEachShard(context.Background(), func(ctx context.Context, n *redis.Client) error {
+				return n.Ping(ctx).Err()
+			}) == nil
+	})
+	return c
+}
+
 // start runs the server and waits until it answers PING.
 func (s *redisServer) start() {
 	s.t.Helper()
-	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir)
+	args := []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.dir}
+	s.cmd = exec.Command("redis-server", append(args, s.extra...)...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
@@ -101,14 +160,14 @@ func poll(t *testing.T, what string, cond func() bool) {
 }
 
 // newClient is one process's connection pool to s.
-func newClient(t *testing.T, s *redisServer) redis.UniversalClient {
+func newClient(t *testing.T, s store) redis.UniversalClient {
 	t.Helper()
-	c := NewClient(limits.Redis{Addrs: []string{s.addr()}})
+	c := NewClient(limits.Redis{Addrs: s.addrs()})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
-func newBackend(t *testing.T, s *redisServer, edit func(*BackendOptions)) *Backend {
+func newBackend(t *testing.T, s store, edit func(*BackendOptions)) *Backend {
 	t.Helper()
 	opts := BackendOptions{Redis: newClient(t, s), SessionTimeout: time.Minute}
 	if edit != nil {
@@ -151,7 +210,7 @@ func fastRuntime(o *RuntimeOptions) {
 	o.ClaimTimeout, o.TargetRefresh = 500*time.Millisecond, 100*time.Millisecond
 }
 
-func startRuntime(t *testing.T, s *redisServer, id string, labels map[string]string, edit func(*RuntimeOptions)) *testRuntime {
+func startRuntime(t *testing.T, s store, id string, labels map[string]string, edit func(*RuntimeOptions)) *testRuntime {
 	t.Helper()
 	opts := RuntimeOptions{Redis: newClient(t, s), Supervisor: newSupervisor(t, id), ID: id, Labels: labels}
 	fastRuntime(&opts)
