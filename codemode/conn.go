@@ -26,6 +26,10 @@ import (
 const (
 	firstBackoff = 250 * time.Millisecond
 	maxBackoff   = 30 * time.Second
+	// connectTimeout bounds starting a server and the handshake when the
+	// entry's call timeout is shorter: a server fetched by a package runner
+	// may take a while the first time.
+	connectTimeout = 30 * time.Second
 	// terminateGrace is how long a stdio server gets after its stdin closes
 	// before it is sent SIGTERM, then killed.
 	terminateGrace = 2 * time.Second
@@ -39,52 +43,75 @@ func backoff(failures int) time.Duration {
 	return min(d, maxBackoff)
 }
 
-// acquire returns the live session, dialing one when there is none.
+// acquire returns the live session, or waits for the one being dialed. The
+// dial runs on its own, bounded by connectTimeout rather than by this call: a
+// server slower to start than one call's timeout still comes up for the next.
 func (p *Provider) acquire(ctx context.Context) (*mcp.ClientSession, error) {
-	if s, err := p.current(); s != nil || err != nil {
+	s, d, err := p.currentOrDial()
+	if d == nil {
 		return s, err
 	}
-	p.dialMu.Lock()
-	defer p.dialMu.Unlock()
-	if s, err := p.current(); s != nil || err != nil {
-		return s, err // another call connected (or failed) while this one waited
+	select {
+	case <-d.done:
+		return d.session, d.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	return p.connect(ctx)
 }
 
-// current returns the live session; nil and no error mean "dial one now".
-func (p *Provider) current() (*mcp.ClientSession, error) {
+// dialing is one connection attempt; its fields are set before done closes.
+type dialing struct {
+	done    chan struct{}
+	session *mcp.ClientSession
+	err     error
+}
+
+// currentOrDial returns the live session, an error when the provider is closed
+// or backing off, or the attempt in flight (starting one if there is none), so
+// a burst of calls after a crash starts one server, not one each.
+func (p *Provider) currentOrDial() (*mcp.ClientSession, *dialing, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
 	case p.closed:
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	case p.session != nil:
-		return p.session, nil
+		return p.session, nil, nil
+	case p.dialing != nil:
+		return nil, p.dialing, nil
 	case time.Now().Before(p.retryAt):
 		wait := time.Until(p.retryAt).Round(time.Millisecond)
-		return nil, fmt.Errorf("%v (next attempt in %s)", p.lastErr, wait)
+		return nil, nil, fmt.Errorf("%v (next attempt in %s)", p.lastErr, wait)
 	}
-	return nil, nil
+	d := &dialing{done: make(chan struct{})}
+	p.dialing = d
+	go p.connect(d)
+	return nil, d, nil
 }
 
-func (p *Provider) connect(ctx context.Context) (*mcp.ClientSession, error) {
+func (p *Provider) connect(d *dialing) {
+	defer close(d.done)
+	ctx, cancel := context.WithTimeout(p.life, max(p.timeout, connectTimeout))
+	defer cancel()
 	s, err := p.dial(ctx)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err != nil {
+	p.dialing = nil
+	switch {
+	case p.closed:
+		if s != nil {
+			_ = s.Close()
+		}
+		d.err = ErrClosed
+	case err != nil:
 		p.failLocked(fmt.Errorf("connect: %w", err))
 		p.log.Warn("mcp server connect failed", "error", err, "failures", p.failures)
-		return nil, p.lastErr
+		d.err = p.lastErr
+	default:
+		p.session, p.tools, d.session = s, nil, s
+		go p.watch(s)
+		p.log.Info("mcp server connected")
 	}
-	if p.closed {
-		_ = s.Close()
-		return nil, ErrClosed
-	}
-	p.session, p.tools = s, nil
-	go p.watch(s)
-	p.log.Info("mcp server connected")
-	return s, nil
 }
 
 func (p *Provider) failLocked(err error) {

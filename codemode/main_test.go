@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 	case os.Getenv("ENCLAVE_TEST_WORKER") == "1":
 		os.Exit(workerproc.Main())
 	case os.Getenv("ENCLAVE_TEST_MCP") == "1":
+		if d, err := time.ParseDuration(os.Getenv("ENCLAVE_TEST_MCP_DELAY")); err == nil {
+			time.Sleep(d) // a server slow to start
+		}
 		os.Exit(runTestServer())
 	}
 	os.Exit(m.Run())

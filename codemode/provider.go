@@ -32,12 +32,13 @@ type Provider struct {
 	log     *slog.Logger
 	dial    func(ctx context.Context) (*mcp.ClientSession, error)
 
-	// dialMu makes a burst of calls after a crash start one server, not one
-	// each. It is held across the handshake and nowhere else.
-	dialMu sync.Mutex
+	// life ends with Close, and with it any dial in flight.
+	life context.Context
+	stop context.CancelFunc
 
 	mu       sync.Mutex
 	session  *mcp.ClientSession
+	dialing  *dialing  // the connection attempt in flight, if any
 	failures int       // connect failures and lost connections since the last good call
 	retryAt  time.Time // no new connection before this
 	lastErr  error
@@ -73,6 +74,7 @@ func New(t limits.Tool, log *slog.Logger) (*Provider, error) {
 		p.timeout = limits.DefaultToolTimeout
 	}
 	p.dial = p.dialer(*t.MCP)
+	p.life, p.stop = context.WithCancel(context.Background())
 	return p, nil
 }
 
@@ -154,6 +156,7 @@ func (p *Provider) Close() error {
 	s := p.session
 	p.session, p.closed, p.tools = nil, true, nil
 	p.mu.Unlock()
+	p.stop()
 	if s != nil {
 		return s.Close()
 	}

@@ -22,7 +22,7 @@ func testTool(timeout time.Duration) limits.Tool {
 	}}
 }
 
-func newTestProvider(t *testing.T, timeout time.Duration) *codemode.Provider {
+func newTestProvider(t testing.TB, timeout time.Duration) *codemode.Provider {
 	t.Helper()
 	p, err := codemode.New(testTool(timeout), nil)
 	if err != nil {
@@ -218,4 +218,29 @@ func toolNames(t *testing.T, p *codemode.Provider) string {
 		names = append(names, ti.Name)
 	}
 	return strings.Join(names, " ")
+}
+
+func TestProviderSlowStartConnectsForALaterCall(t *testing.T) {
+	tool := testTool(200 * time.Millisecond)
+	tool.MCP.Env["ENCLAVE_TEST_MCP_DELAY"] = "1s"
+	p, err := codemode.New(tool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	_, err = p.Call(context.Background(), "t:pid", nil)
+	assertToolErr(t, err, api.CodeToolTimeout, "did not answer within 200ms")
+
+	// The dial goes on after the first call gave up; a later call finds it.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := p.Call(context.Background(), "t:pid", nil)
+		if err == nil && len(out) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never connected: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

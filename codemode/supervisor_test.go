@@ -15,7 +15,7 @@ import (
 
 // newSupervisor runs real worker processes (this test binary re-executed) with
 // the test MCP server configured as "t:*".
-func newSupervisor(t *testing.T, edit func(*limits.Config)) *supervisor.Supervisor {
+func newSupervisor(t testing.TB, edit func(*limits.Config)) *supervisor.Supervisor {
 	t.Helper()
 	supervisor.ProviderFactory = codemode.NewProvider
 	cfg := limits.Default()
@@ -44,7 +44,7 @@ func newSupervisor(t *testing.T, edit func(*limits.Config)) *supervisor.Supervis
 	return s
 }
 
-func run(t *testing.T, s *supervisor.Supervisor, code string) (json.RawMessage, error) {
+func run(t testing.TB, s *supervisor.Supervisor, code string) (json.RawMessage, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
