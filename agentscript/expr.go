@@ -150,7 +150,7 @@ func (c *checker) objectProperty(p ast.Property) {
 	case *ast.PropertyKeyed:
 		c.key(p.Key, p.Computed)
 		if p.Kind != ast.PropertyKindValue {
-			c.method(p.Key.Idx0(), p.Kind, p.Value)
+			c.method(p.Kind, p.Value)
 			return
 		}
 		c.expr(p.Value)
@@ -162,7 +162,7 @@ func (c *checker) objectProperty(p ast.Property) {
 }
 
 // method walks an object method, getter or setter.
-func (c *checker) method(at file.Idx, kind ast.PropertyKind, v ast.Expression) {
+func (c *checker) method(kind ast.PropertyKind, v ast.Expression) {
 	fn, ok := v.(*ast.FunctionLiteral)
 	if !ok {
 		c.expr(v)
@@ -361,7 +361,7 @@ func (c *checker) classElement(el ast.ClassElement) {
 	switch el := el.(type) {
 	case *ast.MethodDefinition:
 		c.classKey(el.Key, el.Computed, !el.Static && el.Kind == ast.PropertyKindMethod)
-		c.method(el.Idx, el.Kind, el.Body)
+		c.method(el.Kind, el.Body)
 	case *ast.FieldDefinition:
 		c.classKey(el.Key, el.Computed, false)
 		c.optExpr(el.Initializer)
