@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/dop251/goja/ast"
-	"github.com/dop251/goja/file"
 	"github.com/dop251/goja/token"
 )
 
