@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // BenchmarkProviderCall is one tools/call round trip to a stdio server.
@@ -29,6 +31,20 @@ func BenchmarkScriptTenMCPCalls(b *testing.B) {
 	for b.Loop() {
 		if _, err := run(b, s, code); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRunCode is one run_code call over an in-memory MCP transport: a
+// script with two MCP tool calls, its result and console sent back.
+func BenchmarkRunCode(b *testing.B) {
+	cs := connectRunCode(b)
+	args := map[string]any{"code": `const s = await callTool('t:add', { a: 1, b: 2 });
+		const p = await callTool('t:profile', { name: 'x' }); console.log(p.name); return s.sum;`}
+	for b.Loop() {
+		res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "run_code", Arguments: args})
+		if err != nil || res.IsError {
+			b.Fatalf("run_code: %v %+v", err, res)
 		}
 	}
 }

@@ -13,7 +13,7 @@ import (
 
 // connectRunCode serves run_code over an in-memory transport on a real
 // supervisor and returns a client session to it.
-func connectRunCode(t *testing.T) *mcp.ClientSession {
+func connectRunCode(t testing.TB) *mcp.ClientSession {
 	t.Helper()
 	s := newSupervisor(t, nil)
 	reg := codemode.NewRegistry(nil)
