@@ -33,13 +33,14 @@ type pool struct {
 
 	slots chan struct{} // one token per run that may hold a worker
 
-	mu      sync.Mutex // guards the fields below
-	idle    []*worker  // most recently used last
-	ids     []bool     // worker ids in use
-	busy    map[*worker]struct{}
-	live    int // started or starting workers
-	waiting int // runs in the queue
-	closed  bool
+	mu       sync.Mutex // guards the fields below
+	idle     []*worker  // most recently used last
+	ids      []bool     // worker ids in use
+	busy     map[*worker]struct{}
+	live     int // started or starting workers, retiring ones included
+	retiring int // workers being stopped, not yet forgotten
+	waiting  int // runs in the queue
+	closed   bool
 }
 
 var errPoolClosed = errors.New("worker pool is closed")
@@ -230,10 +231,16 @@ func (p *pool) retireWorker(w *worker, reason string) {
 		reason = "crashed"
 	}
 	p.onExit(w, reason)
+	p.mu.Lock()
+	p.retiring++
+	p.mu.Unlock()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		w.stop(ctx, reason)
+		p.mu.Lock()
+		p.retiring--
+		p.mu.Unlock()
 		p.forget(w.id)
 	}()
 }
@@ -242,7 +249,8 @@ func (p *pool) retireWorker(w *worker, reason string) {
 // before the next run asks for it.
 func (p *pool) refill() {
 	p.mu.Lock()
-	if p.closed || p.live >= p.minWorkers+len(p.slots) || p.live >= p.size {
+	active := p.live - p.retiring
+	if p.closed || active >= p.minWorkers+len(p.slots) || active >= p.size {
 		p.mu.Unlock()
 		return
 	}
@@ -299,7 +307,7 @@ func (p *pool) shrink(now time.Time) {
 	var stale []*worker
 	keep := p.idle[:0]
 	for _, w := range p.idle {
-		extra := p.live-len(stale) > p.minWorkers
+		extra := p.live-p.retiring-len(stale) > p.minWorkers
 		if extra && now.Sub(w.lastUsed) >= p.idleTimeout {
 			stale = append(stale, w)
 			continue

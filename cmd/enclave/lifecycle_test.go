@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ type daemonProcess struct {
 	cmd    *exec.Cmd
 	socket string
 	config string
-	log    *strings.Builder
+	log    *logBuffer
 }
 
 func startDaemonProcess(t *testing.T, yaml string) *daemonProcess {
@@ -33,11 +34,11 @@ func startDaemonProcess(t *testing.T, yaml string) *daemonProcess {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	d := &daemonProcess{socket: filepath.Join(dir, "e.sock"), config: filepath.Join(dir, "enclave.yaml"), log: &strings.Builder{}}
+	d := &daemonProcess{socket: filepath.Join(dir, "e.sock"), config: filepath.Join(dir, "enclave.yaml"), log: &logBuffer{}}
 	d.writeConfig(t, yaml)
 	d.cmd = exec.Command(os.Args[0])
 	d.cmd.Env = append(os.Environ(), "ENCLAVE_TEST_SERVE="+d.config)
-	d.cmd.Stderr = &syncWriter{b: d.log}
+	d.cmd.Stderr = d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -78,25 +79,22 @@ func (d *daemonProcess) run(t *testing.T, code string) (*client.Result, error) {
 	return c.Execute(ctx, client.ExecuteOptions{Request: api.CreateRequest{Code: code}})
 }
 
-type syncWriter struct {
-	b  *strings.Builder
-	mu chanMutex
+// logBuffer collects a child's stderr; the test reads it while the child writes.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
 }
 
-type chanMutex struct{ ch chan struct{} }
-
-func (m *chanMutex) lock() {
-	if m.ch == nil {
-		m.ch = make(chan struct{}, 1)
-	}
-	m.ch <- struct{}{}
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }
-func (m *chanMutex) unlock() { <-m.ch }
 
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.lock()
-	defer w.mu.unlock()
-	return w.b.Write(p)
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // workersOf lists live worker processes whose environment names this daemon's config.
