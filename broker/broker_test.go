@@ -1,10 +1,15 @@
 package broker
 
 import (
+	"context"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/redis/go-redis/v9"
 
@@ -64,6 +69,13 @@ func crossBrokerSession(t *testing.T, rs store) {
 	}
 	if got := sessionField(t, b.rdb, id, "runtime"); got != rt.ID() {
 		t.Fatalf("runtime field %q, want %q", got, rt.ID())
+	}
+	past, err := b.Subscribe(ctx, "alice", id, 9)
+	if err != nil {
+		t.Fatalf("subscribe past the end: %v", err)
+	}
+	for e := range past {
+		t.Fatalf("replay past the end gave %s", e.Type)
 	}
 	_, err = b.Subscribe(ctx, "mallory", id, 1)
 	wantCode(t, err, api.CodeUnauthorized)
@@ -265,28 +277,84 @@ func TestSessionLimitAcrossBrokers(t *testing.T) {
 	wantCode(t, err, api.CodeSessionLimit)
 }
 
-// Redis restarted empty: brokers and runtimes reconnect and new sessions run.
-func TestRedisRestart(t *testing.T) {
+// Redis restarted empty under load: sessions in flight end (with an error
+// event, never a hang), and brokers and runtimes recover so new sessions run.
+func TestRedisRestartUnderLoad(t *testing.T) {
 	rs := startRedis(t)
 	b := newBackend(t, rs, nil)
 	startRuntime(t, rs, "rt-1", nil, nil)
-	run := func() error {
-		id, err := b.Create(testCtx(t), "", api.CreateRequest{Code: "return 3"})
-		if err != nil {
-			return err
-		}
-		evs := collect(t, b, "", id, 1)
-		if got := finalResult(t, evs[len(evs)-1]); got != "3" {
-			t.Fatalf("result %s", got)
-		}
-		return nil
+	l := &loader{b: b}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { l.loop(stop) })
 	}
-	if err := run(); err != nil {
-		t.Fatalf("before restart: %v", err)
-	}
+	defer func() { close(stop); wg.Wait() }()
+
+	poll(t, "ten sessions succeed", func() bool { return l.count(&l.ok) >= 10 })
 	rs.stop()
+	before := l.count(&l.ok)
 	rs.start()
-	poll(t, "a session succeeds after Redis restarted", func() bool { return run() == nil })
+	poll(t, "ten sessions succeed after the restart", func() bool { return l.count(&l.ok) >= before+10 })
+	if n := l.count(&l.hung); n > 0 {
+		t.Fatalf("%d sessions never ended", n)
+	}
+}
+
+// loader runs sessions back to back and counts how they end.
+type loader struct {
+	b                *Backend
+	mu               sync.Mutex
+	ok, failed, hung int
+}
+
+func (l *loader) count(n *int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return *n
+}
+
+func (l *loader) add(n *int) {
+	l.mu.Lock()
+	*n++
+	l.mu.Unlock()
+}
+
+func (l *loader) loop(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		l.add(l.once())
+	}
+}
+
+// once runs one session and says which counter it belongs to.
+func (l *loader) once() *int {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	id, err := l.b.Create(ctx, "", api.CreateRequest{Code: "return 3"})
+	if err != nil {
+		time.Sleep(20 * time.Millisecond)
+		return &l.failed
+	}
+	ch, err := l.b.Subscribe(ctx, "", id, 1)
+	if err != nil {
+		return &l.failed
+	}
+	var last api.Event
+	for e := range ch {
+		last = e
+	}
+	switch {
+	case ctx.Err() != nil:
+		return &l.hung
+	case last.Type == api.EventFinal && string(last.Payload) != "" && strings.Contains(string(last.Payload), `"result":3`):
+		return &l.ok
+	}
+	return &l.failed
 }
 
 // Drain finishes the running session, then stops, and says goodbye.
@@ -355,4 +423,60 @@ func TestRouteAndServe(t *testing.T) {
 			t.Errorf("serves(%v, %q) = %v, want %v", labels, target, got, want)
 		}
 	}
+}
+
+// A session no runtime takes ends when its keys expire, and its place among the
+// open sessions lapses with it.
+func TestSessionExpiry(t *testing.T) {
+	rs := startRedis(t)
+	b := newBackend(t, rs, func(o *BackendOptions) {
+		o.SessionTimeout, o.MaxConcurrentSessions = time.Second, 1
+	})
+	ctx := testCtx(t)
+	id := create(t, b, "", api.CreateRequest{Code: "return 1"})
+	_, err := b.Create(ctx, "", api.CreateRequest{Code: "return 1"})
+	wantCode(t, err, api.CodeSessionLimit)
+	evs := collect(t, b, "", id, 1)
+	if len(evs) != 1 || evs[0].Seq != 1 || errorCode(t, evs[0]) != api.CodeQueueTimeout {
+		t.Fatalf("expired session events %v", types(evs))
+	}
+	_, err = b.Subscribe(ctx, "", id, 1)
+	wantCode(t, err, api.CodeNotFound)
+	if _, err := b.Create(ctx, "", api.CreateRequest{Code: "return 1"}); err != nil {
+		t.Fatalf("create after the first session's place lapsed: %v", err)
+	}
+}
+
+// The runtime reports its health to Prometheus.
+func TestRuntimeHealthMetric(t *testing.T) {
+	rs := startRedis(t)
+	reg := prometheus.NewRegistry()
+	rt := startRuntime(t, rs, "rt-metrics", nil, func(o *RuntimeOptions) { o.Registerer = reg })
+	if got := healthValue(t, reg, "rt-metrics"); got != 1 {
+		t.Fatalf("health %v while running, want 1", got)
+	}
+	rt.stop(t)
+	if got := healthValue(t, reg, "rt-metrics"); got != 0 {
+		t.Fatalf("health %v after the stop, want 0", got)
+	}
+}
+
+func healthValue(t *testing.T, reg *prometheus.Registry, id string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "enclave_runtime_health" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if l := m.GetLabel(); len(l) == 1 && l[0].GetName() == "runtime_id" && l[0].GetValue() == id {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no enclave_runtime_health{runtime_id=%q}", id)
+	return -1
 }

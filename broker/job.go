@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -29,6 +30,10 @@ type run struct {
 	ttl    time.Duration
 	live   context.Context // the runtime's: writes stop when it is killed
 	cancel context.CancelFunc
+	// cancelled is set when the client cancelled the session, so the run's end
+	// is reported as CANCELLED whatever error the interrupted script hit first
+	// (its pending tool call fails as it stops).
+	cancelled atomic.Bool
 
 	mu   sync.Mutex // serializes event writes; guards seq and lost
 	seq  int64
@@ -98,6 +103,9 @@ func (r *run) execute(ctx context.Context, req api.CreateRequest) {
 		return
 	}
 	res, err := ex.Wait(ctx)
+	if err != nil && r.cancelled.Load() {
+		err = api.Errorf(api.CodeCancelled, "the session was cancelled")
+	}
 	if err != nil {
 		r.finish(api.EventError, errorPayload(err))
 		return
@@ -106,6 +114,12 @@ func (r *run) execute(ctx context.Context, req api.CreateRequest) {
 }
 
 func (r *run) onEvent(e supervisor.Event) { r.emit(e.Type, e.Payload) }
+
+// cancelByClient stops the run because its client cancelled the session.
+func (r *run) cancelByClient() {
+	r.cancelled.Store(true)
+	r.cancel()
+}
 
 // emit writes one event with the next seq. It returns false when the session
 // can take no more events: it was declared lost, or Redis stayed away; the

@@ -298,7 +298,7 @@ func (rt *Runtime) cancelRun(id string) {
 	r := rt.runs[id]
 	rt.mu.Unlock()
 	if r != nil {
-		r.cancel()
+		r.cancelByClient()
 	}
 }
 

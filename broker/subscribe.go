@@ -27,7 +27,7 @@ func (b *Backend) Subscribe(ctx context.Context, owner, id string, fromSeq int64
 }
 
 // follow sends events until the terminal one, the end of ctx, or the session's
-// keys expiring. A Redis failure is retried with backoff: the subscriber sees a
+// keys expiring (then it ends the stream with an error event). A Redis failure is retried with backoff: the subscriber sees a
 // pause, not an error.
 func (b *Backend) follow(ctx context.Context, id string, from int64, out chan<- api.Event) {
 	defer close(out)
@@ -40,7 +40,7 @@ func (b *Backend) follow(ctx context.Context, id string, from int64, out chan<- 
 		}).Result()
 		switch {
 		case errors.Is(err, redis.Nil):
-			if b.gone(ctx, k) {
+			if b.quiet(ctx, id, k, last, out) {
 				return
 			}
 			continue
@@ -80,11 +80,41 @@ func (b *Backend) send(ctx context.Context, msgs []redis.XMessage, last string, 
 	return last, false
 }
 
-// gone reports whether the session's hash expired (or was never there), which
-// ends a follow that would otherwise wait forever.
-func (b *Backend) gone(ctx context.Context, k sessionKeys) bool {
-	n, err := b.rdb.Exists(ctx, k.hash).Result()
-	return err == nil && n == 0
+// sendExpired ends the stream of a session whose keys expired before it ended:
+// it was never started (QUEUE_TIMEOUT: no runtime took it within the session
+// timeout) or it outlived the session timeout (TIMEOUT). The event is not
+// stored; every broker derives the same one from the same state.
+func (b *Backend) sendExpired(ctx context.Context, id, last string, out chan<- api.Event) {
+	seq, _ := seqOfID(last)
+	p := api.ErrorPayload{Code: api.CodeTimeout, Message: "the session expired before it ended"}
+	if seq == 0 {
+		p = api.ErrorPayload{Code: api.CodeQueueTimeout, Message: "no runtime started the session before it expired"}
+	}
+	select {
+	case out <- api.NewEvent(id, seq+1, api.EventError, p):
+	case <-ctx.Done():
+	}
+}
+
+// quiet handles a read that found nothing new, and reports whether the follow
+// is over: the session is done (its terminal event lies before last: a replay
+// from past the end) or its keys expired.
+func (b *Backend) quiet(ctx context.Context, id string, k sessionKeys, last string, out chan<- api.Event) bool {
+	status, err := b.rdb.HGet(ctx, k.hash, "status").Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		b.sendExpired(ctx, id, last, out)
+		return true
+	case err != nil || status != "done":
+		return false
+	}
+	// The terminal event and status "done" are written together, but maybe
+	// after the read above: read once more without blocking.
+	res, err := b.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{k.events, last}, Count: 256, Block: -1}).Result()
+	if err == nil && len(res) > 0 {
+		b.send(ctx, res[0].Messages, last, out)
+	}
+	return true
 }
 
 // retry is a capped exponential backoff for loops that wait out a Redis outage.

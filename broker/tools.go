@@ -101,7 +101,7 @@ func (r *run) deliver(raw string) {
 
 func (r *run) checkCancelFlag(ctx context.Context) {
 	if v, err := r.rt.rdb.HGet(ctx, r.k.hash, "cancel").Result(); err == nil && v == "1" {
-		r.cancel()
+		r.cancelByClient()
 	}
 }
 
