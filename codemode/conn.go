@@ -135,6 +135,7 @@ func (p *Provider) forget(s *mcp.ClientSession, cause error) bool {
 	dropped := p.session == s
 	if dropped {
 		p.session, p.tools = nil, nil
+		p.toolsGen++
 		p.failLocked(cause)
 	}
 	onChange := p.onChange
