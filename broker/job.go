@@ -121,19 +121,20 @@ func (r *run) cancelByClient() {
 	r.cancel()
 }
 
-// emit writes one event with the next seq. It returns false when the session
+// emit writes one event with the next seq; extra are appendScript's optional
+// arguments (a pending tool call). It returns false when the session
 // can take no more events: it was declared lost, or Redis stayed away; the
 // run is cancelled then.
-func (r *run) emit(typ api.EventType, payload any) bool {
+func (r *run) emit(typ api.EventType, payload any, extra ...any) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.lost {
 		return false
 	}
 	ev := api.NewEvent(r.id, r.seq+1, typ, payload)
+	args := append([]any{r.rt.id, eventID(ev.Seq), encodeEvent(ev), maxEvents, r.ttl.Milliseconds()}, extra...)
 	ok, err := r.write(func(ctx context.Context) (int, error) {
-		return appendScript.Run(ctx, r.rt.rdb, []string{r.k.hash, r.k.events},
-			r.rt.id, eventID(ev.Seq), encodeEvent(ev), maxEvents, r.ttl.Milliseconds()).Int()
+		return appendScript.Run(ctx, r.rt.rdb, []string{r.k.hash, r.k.events, r.k.pending}, args...).Int()
 	})
 	if err != nil || !ok {
 		r.giveUp(typ, err)

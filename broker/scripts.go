@@ -37,13 +37,21 @@ return {'ok', v[1] or '', tostring(ttl)}
 // appendScript adds one event of a running session, only while runtime ARGV[1]
 // still owns it: a runtime declared lost cannot write after the fact. An event
 // id is its seq ("7-0"), so a repeated write is refused by the stream itself.
-// KEYS: hash, events. ARGV: runtime id, event id, event JSON, maxlen, ttl ms.
-// Returns 1, or 0 when the session is not this runtime's.
+// A tool_call event also records its call id as pending (ARGV[6], ARGV[7]) in
+// the same step, so the client can answer the call as soon as it sees it.
+// KEYS: hash, events, pending. ARGV: runtime id, event id, event JSON, maxlen,
+// ttl ms[, call id, tool name]. Returns 1, or 0 when the session is not this
+// runtime's.
 var appendScript = redis.NewScript(`
 local v = redis.call('HMGET', KEYS[1], 'status', 'runtime')
 if v[1] ~= 'started' or v[2] ~= ARGV[1] then return 0 end
+local ttl = tonumber(ARGV[5])
+if ARGV[6] then
+  redis.call('HSET', KEYS[3], ARGV[6], ARGV[7])
+  redis.call('PEXPIRE', KEYS[3], ttl)
+end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], ARGV[2], 'e', ARGV[3])
-redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]))
+redis.call('PEXPIRE', KEYS[2], ttl)
 return 1
 `)
 

@@ -36,10 +36,9 @@ func (r *run) clientTool(ctx context.Context, call supervisor.ToolCall) (json.Ra
 		r.rt.runWG.Add(1)
 		go func() { defer r.rt.runWG.Done(); r.readAnswers(ctx) }()
 	})
-	if err := r.markPending(ctx, call); err != nil {
-		return nil, err
-	}
-	if !r.emit(api.EventToolCall, api.ToolCallPayload{CallID: call.ID, Name: call.Name, Args: call.Args}) {
+	// The call id is recorded as pending with the event, before the client can
+	// learn of the call, so an answer to it is accepted and any other refused.
+	if !r.emit(api.EventToolCall, api.ToolCallPayload{CallID: call.ID, Name: call.Name, Args: call.Args}, call.ID, call.Name) {
 		return nil, api.Errorf(api.CodeCancelled, "the session can no longer report events")
 	}
 	select {
@@ -51,20 +50,6 @@ func (r *run) clientTool(ctx context.Context, call supervisor.ToolCall) (json.Ra
 	case <-ctx.Done():
 		return nil, api.Errorf(api.CodeToolTimeout, "the client did not answer tool %q before the run ended", call.Name)
 	}
-}
-
-// markPending records the call id before the client can learn of it, so an
-// answer to it is accepted and any other is refused.
-func (r *run) markPending(ctx context.Context, call supervisor.ToolCall) error {
-	_, err := r.rt.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, r.k.pending, call.ID, call.Name)
-		p.PExpire(ctx, r.k.pending, r.ttl)
-		return nil
-	})
-	if err != nil {
-		return api.Errorf(api.CodeToolError, "record pending tool call: %v", err)
-	}
-	return nil
 }
 
 // readAnswers pops answers off session:{id}:tools until the run ends and hands
