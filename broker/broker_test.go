@@ -171,7 +171,8 @@ func TestRuntimeLostAndClaim(t *testing.T) {
 
 	// Step 3: kill the runtime; another one comes up.
 	dying.stop(t)
-	survivor := startRuntime(t, rs, "rt-survivor", nil, nil)
+	// One slot: the claimed job may have to wait for it behind s3.
+	survivor := startRuntime(t, rs, "rt-survivor", nil, func(o *RuntimeOptions) { o.Capacity = 1 })
 
 	var lost []api.Event
 	for e := range ch {

@@ -84,12 +84,27 @@ func (rt *Runtime) settle(ctx, readCtx context.Context, stream string, m redis.X
 	}
 }
 
-// runClaimed runs a claimed queued job once a slot is free.
+// runClaimed runs a claimed queued job once a slot is free, without holding up
+// the reaper. A job already waiting here is not started twice; one still waiting
+// when the runtime drains stays pending for another runtime to claim.
 func (rt *Runtime) runClaimed(ctx, readCtx context.Context, stream string, m redis.XMessage) {
-	if rt.acquireOne(readCtx) {
-		rt.runWG.Add(1)
-		go func() { defer rt.runWG.Done(); defer rt.release(1); rt.handle(ctx, stream, m) }()
+	rt.mu.Lock()
+	waiting := rt.claimed[m.ID]
+	rt.claimed[m.ID] = true
+	rt.mu.Unlock()
+	if waiting {
+		return
 	}
+	rt.runWG.Add(1)
+	go func() {
+		defer rt.runWG.Done()
+		defer func() { rt.mu.Lock(); delete(rt.claimed, m.ID); rt.mu.Unlock() }()
+		if !rt.acquireOne(readCtx) {
+			return
+		}
+		defer rt.release(1)
+		rt.handle(ctx, stream, m)
+	}()
 }
 
 func (rt *Runtime) acquireOne(ctx context.Context) bool {

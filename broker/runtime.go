@@ -109,6 +109,7 @@ type Runtime struct {
 	mu      sync.Mutex // guards the fields below
 	runs    map[string]*run
 	streams map[string]bool // work streams being read
+	claimed map[string]bool // entries of claimed jobs waiting for a slot
 }
 
 // NewRuntime checks opts and returns a Runtime; Run starts it.
@@ -120,6 +121,7 @@ func NewRuntime(opts RuntimeOptions) (*Runtime, error) {
 		opts: opts, rdb: opts.Redis, sup: opts.Supervisor, log: opts.Logger.With("runtime_id", opts.ID),
 		id: opts.ID, slots: make(chan struct{}, opts.Capacity), drained: make(chan struct{}),
 		started: make(chan struct{}), runs: map[string]*run{}, streams: map[string]bool{},
+		claimed: map[string]bool{},
 	}
 	rt.health = newHealthGauge(opts.Registerer, opts.ID)
 	return rt, nil
