@@ -100,16 +100,16 @@ type Runtime struct {
 	health   prometheus.Gauge
 	draining atomic.Bool
 
-	stopRead context.CancelFunc // set by Run: ends the work readers
-	drained  chan struct{}      // closed by Drain once the last run ended
-	started  chan struct{}      // closed when Run has set up
-	runWG    sync.WaitGroup     // sessions being run
-	loopWG   sync.WaitGroup     // readers, heartbeat, reaper, cancel listener
+	drained chan struct{}  // closed by Drain once the last run ended
+	started chan struct{}  // closed when Run has set up
+	runWG   sync.WaitGroup // sessions being run
+	loopWG  sync.WaitGroup // readers, heartbeat, reaper, cancel listener
 
-	mu      sync.Mutex // guards the fields below
-	runs    map[string]*run
-	streams map[string]bool // work streams being read
-	claimed map[string]bool // entries of claimed jobs waiting for a slot
+	mu       sync.Mutex         // guards the fields below
+	stopRead context.CancelFunc // set by Run: ends the work readers
+	runs     map[string]*run
+	streams  map[string]bool // work streams being read
+	claimed  map[string]bool // entries of claimed jobs waiting for a slot
 }
 
 // NewRuntime checks opts and returns a Runtime; Run starts it.
