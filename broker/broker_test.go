@@ -481,3 +481,46 @@ func healthValue(t *testing.T, reg *prometheus.Registry, id string) float64 {
 	t.Fatalf("no enclave_runtime_health{runtime_id=%q}", id)
 	return -1
 }
+
+// The broker's enclave_queue_depth counts, per target, the jobs no runtime took.
+func TestQueueDepthMetric(t *testing.T) {
+	rs := startRedis(t)
+	b := newBackend(t, rs, func(o *BackendOptions) {
+		o.RoutingRules = []limits.RoutingRule{{Match: map[string]string{"priority": "high"}, Target: map[string]string{"tier": "premium"}}}
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewQueueCollector(b.rdb))
+	for i := range 5 {
+		md := map[string]string{}
+		if i < 2 {
+			md["priority"] = "high"
+		}
+		create(t, b, "", api.CreateRequest{Code: "return 1", Metadata: md})
+	}
+	if got := queueDepths(t, reg); got["default"] != 3 || got["tier=premium"] != 2 {
+		t.Fatalf("queue depths %v, want default 3 and tier=premium 2", got)
+	}
+	startRuntime(t, rs, "rt-standard", map[string]string{"tier": "standard"}, nil)
+	poll(t, "the default queue empties", func() bool { return queueDepths(t, reg)["default"] == 0 })
+	if got := queueDepths(t, reg)["tier=premium"]; got != 2 {
+		t.Fatalf("premium queue %v, want 2: no runtime serves it", got)
+	}
+}
+
+func queueDepths(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "enclave_queue_depth" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	return out
+}

@@ -58,13 +58,14 @@ func loadScaleOutConfig(name string, args []string, io stdio) (*limits.Config, b
 
 // serveBroker serves the HTTP API over Redis on cfg.Listen until ctx ends.
 func serveBroker(ctx context.Context, cfg *limits.Config, log *slog.Logger) error {
-	_, stopMetrics, err := startMetrics(cfg.Metrics.Listen, log)
+	reg, stopMetrics, err := startMetrics(cfg.Metrics.Listen, log)
 	if err != nil {
 		return err
 	}
 	defer stopMetrics()
 	rdb := broker.NewClient(cfg.Redis)
 	defer rdb.Close()
+	reg.MustRegister(broker.NewQueueCollector(rdb))
 	backend := broker.NewBackend(broker.BackendOptions{
 		Redis: rdb, MaxConcurrentSessions: cfg.MaxConcurrentSessions,
 		SessionTimeout: cfg.SessionTimeout.Std(), RoutingRules: cfg.RoutingRules, Logger: log,
