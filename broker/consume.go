@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,15 +15,14 @@ import (
 // drain notices it should stop reading.
 const readBlock = time.Second
 
-// discover starts a reader for every work stream this runtime serves: the
-// default one, and each target in the targets set whose labels it carries.
-// Targets appear as brokers route work to them, so it looks again every
-// TargetRefresh.
-func (rt *Runtime) discover(ctx, readCtx context.Context) {
+// discover keeps the set of work streams this runtime reads: the default one,
+// and each target in the targets set whose labels it carries. Targets appear as
+// brokers route work to them, so it looks again every TargetRefresh.
+func (rt *Runtime) discover(readCtx context.Context) {
 	t := time.NewTicker(rt.opts.TargetRefresh)
 	defer t.Stop()
 	for {
-		rt.startReaders(ctx, readCtx)
+		rt.refreshStreams(readCtx)
 		select {
 		case <-readCtx.Done():
 			return
@@ -30,115 +31,146 @@ func (rt *Runtime) discover(ctx, readCtx context.Context) {
 	}
 }
 
-func (rt *Runtime) startReaders(ctx, readCtx context.Context) {
-	targets, err := rt.rdb.SMembers(readCtx, targetsKey).Result()
-	if err != nil && readCtx.Err() == nil {
+func (rt *Runtime) refreshStreams(ctx context.Context) {
+	targets, err := rt.rdb.SMembers(ctx, targetsKey).Result()
+	if err != nil && ctx.Err() == nil {
 		rt.log.Debug("read targets", "error", err)
 	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
 	for _, target := range append(targets, defaultTarget) {
-		if !serves(rt.opts.Labels, target) {
-			continue
-		}
 		stream := streamKey(target)
-		rt.mu.Lock()
-		known := rt.streams[stream]
-		rt.streams[stream] = true
-		rt.mu.Unlock()
-		if !known {
+		if _, known := rt.streams[stream]; !known && serves(rt.opts.Labels, target) {
 			rt.log.Info("reading work stream", "stream", stream)
-			rt.spawn(func() { rt.consume(ctx, readCtx, stream) })
+			rt.streams[stream] = false
 		}
 	}
 }
 
-// consumedStreams lists the work streams being read.
+// consumedStreams lists the work streams being read, sorted.
 func (rt *Runtime) consumedStreams() []string {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	out := make([]string, 0, len(rt.streams))
-	for s := range rt.streams {
-		out = append(out, s)
-	}
-	return out
+	return slices.Sorted(maps.Keys(rt.streams))
 }
 
-// ensureGroup creates the work stream's consumer group, reading from the start
-// of the stream: jobs queued before any runtime came are not skipped.
-func (rt *Runtime) ensureGroup(ctx context.Context, stream string) error {
-	err := rt.rdb.XGroupCreateMkStream(ctx, stream, groupName, "0").Err()
-	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
-		return err
+// ensureGroups creates the consumer group of each stream that may lack one,
+// reading from the start of the stream: jobs queued before any runtime came
+// are not skipped.
+func (rt *Runtime) ensureGroups(ctx context.Context, streams []string) error {
+	for _, stream := range streams {
+		rt.mu.Lock()
+		ok := rt.streams[stream]
+		rt.mu.Unlock()
+		if ok {
+			continue
+		}
+		err := rt.rdb.XGroupCreateMkStream(ctx, stream, groupName, "0").Err()
+		if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+			return err
+		}
+		rt.mu.Lock()
+		rt.streams[stream] = true
+		rt.mu.Unlock()
 	}
 	return nil
 }
 
-// consume reads jobs from one work stream while this runtime has free slots.
-// A job read is this runtime's (it sits in the group's pending list under
-// this runtime's name) until it is acked.
-func (rt *Runtime) consume(ctx, readCtx context.Context, stream string) {
+// forgetGroups makes the next read create every group again: Redis lost them
+// (it restarted empty).
+func (rt *Runtime) forgetGroups() {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for s := range rt.streams {
+		rt.streams[s] = false
+	}
+}
+
+// job is one entry of a work stream.
+type job struct {
+	stream string
+	msg    redis.XMessage
+}
+
+// consume is the runtime's one reader: a blocking XREADGROUP over every work
+// stream it serves (they share a hash slot), issued only while it has free
+// slots. A job read is this runtime's (it sits in the group's pending list
+// under this runtime's name) until it is acked.
+func (rt *Runtime) consume(ctx, readCtx context.Context) {
 	wait := newRetry()
-	grouped := false
 	for readCtx.Err() == nil {
-		if !grouped {
-			if grouped = rt.ensureGroup(readCtx, stream) == nil; !grouped {
-				wait.sleep(readCtx)
-				continue
-			}
+		streams := rt.consumedStreams()
+		if err := rt.ensureGroups(readCtx, streams); err != nil {
+			wait.sleep(readCtx)
+			continue
 		}
-		msgs, err := rt.read(readCtx, stream)
+		jobs, held, err := rt.read(readCtx, streams)
 		switch {
 		case err != nil && strings.Contains(err.Error(), "NOGROUP"):
-			grouped = false // Redis lost the group: it restarted empty
+			rt.forgetGroups()
 		case err != nil:
 			if readCtx.Err() == nil {
-				rt.log.Warn("read work", "stream", stream, "error", err)
+				rt.log.Warn("read work", "error", err)
 			}
 			wait.sleep(readCtx)
 		default:
 			wait.reset()
 		}
-		for _, m := range msgs {
-			rt.runWG.Add(1)
-			go func() { defer rt.runWG.Done(); defer rt.release(1); rt.handle(ctx, stream, m) }()
-		}
+		rt.dispatch(ctx, jobs, held)
 	}
 }
 
-// read takes up to as many jobs as there are free slots; the slots of the jobs
-// it did not get are given back.
-func (rt *Runtime) read(readCtx context.Context, stream string) ([]redis.XMessage, error) {
+// read takes all free slots and reads up to that many jobs, spread over the
+// streams; it gives back the slots of the jobs it did not get and says how
+// many it kept. With more streams than slots it may get more jobs than slots.
+func (rt *Runtime) read(readCtx context.Context, streams []string) ([]job, int, error) {
 	n := rt.acquire(readCtx)
 	if n == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
+	args := append(slices.Clone(streams), slices.Repeat([]string{">"}, len(streams))...)
 	res, err := rt.rdb.XReadGroup(readCtx, &redis.XReadGroupArgs{
-		Group: groupName, Consumer: rt.id, Streams: []string{stream, ">"},
-		Count: int64(n), Block: readBlock,
+		Group: groupName, Consumer: rt.id, Streams: args,
+		Count: int64(max(1, n/len(streams))), Block: readBlock,
 	}).Result()
 	if errors.Is(err, redis.Nil) {
 		err = nil
 	}
-	var msgs []redis.XMessage
-	if len(res) > 0 {
-		msgs = res[0].Messages
+	var jobs []job
+	for _, s := range res {
+		for _, m := range s.Messages {
+			jobs = append(jobs, job{stream: s.Stream, msg: m})
+		}
 	}
-	rt.release(n - len(msgs))
-	return msgs, err
+	held := min(n, len(jobs))
+	rt.release(n - held)
+	return jobs, held, err
 }
 
-// acquire waits for one free slot and takes more that are free, up to this
-// stream's share of the capacity, so one idle stream's blocking read does not
-// hold every slot while another stream has work. It returns 0 when ctx ends
-// first.
+// dispatch runs each job in its own goroutine; the first held already own a
+// slot, the others wait for one (they are this runtime's already).
+func (rt *Runtime) dispatch(ctx context.Context, jobs []job, held int) {
+	for i, j := range jobs {
+		rt.runWG.Add(1)
+		go func() {
+			defer rt.runWG.Done()
+			if i >= held && !rt.acquireOne(ctx) {
+				return
+			}
+			defer rt.release(1)
+			rt.handle(ctx, j.stream, j.msg)
+		}()
+	}
+}
+
+// acquire waits for one free slot and takes every other free one too; it
+// returns 0 when ctx ends first.
 func (rt *Runtime) acquire(ctx context.Context) int {
-	select {
-	case rt.slots <- struct{}{}:
-	case <-ctx.Done():
+	if !rt.acquireOne(ctx) {
 		return 0
 	}
-	share := max(1, rt.opts.Capacity/max(1, len(rt.consumedStreams())))
 	n := 1
-	for n < share {
+	for {
 		select {
 		case rt.slots <- struct{}{}:
 			n++
@@ -146,7 +178,16 @@ func (rt *Runtime) acquire(ctx context.Context) int {
 			return n
 		}
 	}
-	return n
+}
+
+// acquireOne waits for one free slot; false when ctx ends first.
+func (rt *Runtime) acquireOne(ctx context.Context) bool {
+	select {
+	case rt.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func (rt *Runtime) release(n int) {

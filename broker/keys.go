@@ -35,8 +35,11 @@ func keysOf(id string) sessionKeys {
 
 func (k sessionKeys) all() []string { return []string{k.hash, k.events, k.pending, k.tools} }
 
-// streamKey is the work stream of a routing target.
-func streamKey(target string) string { return "work:{" + target + "}" }
+// streamKey is the work stream of a routing target. Every work stream shares
+// one hash tag, so a runtime reads all the streams it serves with one blocking
+// XREADGROUP even on Cluster; a work stream holds one small entry per queued
+// session, so one slot carries them easily.
+func streamKey(target string) string { return "work:{enclave}:" + target }
 
 // runtimeKey is a runtime's heartbeat key; it expires when the runtime stops
 // renewing it.

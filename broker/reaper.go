@@ -107,15 +107,6 @@ func (rt *Runtime) runClaimed(ctx, readCtx context.Context, stream string, m red
 	}()
 }
 
-func (rt *Runtime) acquireOne(ctx context.Context) bool {
-	select {
-	case rt.slots <- struct{}{}:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 func (rt *Runtime) settleStarted(ctx context.Context, stream string, m redis.XMessage, id, owner string) {
 	if owner == rt.id && rt.running(id) {
 		return

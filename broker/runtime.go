@@ -108,7 +108,7 @@ type Runtime struct {
 	mu       sync.Mutex         // guards the fields below
 	stopRead context.CancelFunc // set by Run: ends the work readers
 	runs     map[string]*run
-	streams  map[string]bool // work streams being read
+	streams  map[string]bool // work streams read -> whose group is known to exist
 	claimed  map[string]bool // entries of claimed jobs waiting for a slot
 }
 
@@ -145,7 +145,9 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	}
 	rt.beat(ctx)
 	rt.spawn(func() { rt.heartbeat(ctx) })
-	rt.spawn(func() { rt.discover(ctx, readCtx) })
+	rt.refreshStreams(readCtx)
+	rt.spawn(func() { rt.discover(readCtx) })
+	rt.spawn(func() { rt.consume(ctx, readCtx) })
 	rt.spawn(func() { rt.reap(ctx, readCtx) })
 	close(rt.started)
 	rt.log.Info("runtime started", "labels", rt.opts.Labels, "capacity", rt.opts.Capacity)
