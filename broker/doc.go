@@ -7,8 +7,9 @@
 // (session:{id}:pending) and a list of their answers (session:{id}:tools); the
 // braces are Redis Cluster hash tags, so one session's keys share a slot and the
 // Lua scripts that change them run atomically. Work is one Redis stream per
-// routing target (work:{tier=premium}, work:{default}) read by a consumer group;
-// runtimes announce themselves with expiring runtime:{id} keys.
+// routing target (work:{enclave}:tier=premium, work:{enclave}:default) read by
+// a consumer group; runtimes announce themselves with expiring runtime:{id}
+// keys.
 //
 // A session's status moves queued -> started -> done, each step by a script that
 // checks the step before it, so a session is started by one runtime at most and
