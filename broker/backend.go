@@ -62,6 +62,13 @@ var _ api.Backend = (*Backend)(nil)
 // Create admits a session, records it and queues it on its target's work
 // stream; see api.Backend. The script is checked by the runtime that runs it.
 func (b *Backend) Create(ctx context.Context, owner string, req api.CreateRequest) (string, error) {
+	if req.SecurityLevel != "" {
+		// Checked here too so a typo is a 400 at once, as on the local socket,
+		// rather than an error event after a trip through Redis.
+		if _, err := limits.ParseLevel(req.SecurityLevel); err != nil {
+			return "", api.Errorf(api.CodeInvalidRequest, "securityLevel: %v", err)
+		}
+	}
 	id := newID()
 	if err := b.admit(ctx, id); err != nil {
 		return "", err

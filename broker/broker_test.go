@@ -437,6 +437,8 @@ func TestSessionExpiry(t *testing.T) {
 	id := create(t, b, "", api.CreateRequest{Code: "return 1"})
 	_, err := b.Create(ctx, "", api.CreateRequest{Code: "return 1"})
 	wantCode(t, err, api.CodeSessionLimit)
+	_, err = b.Create(ctx, "", api.CreateRequest{Code: "return 1", SecurityLevel: "LAX"})
+	wantCode(t, err, api.CodeInvalidRequest)
 	evs := collect(t, b, "", id, 1)
 	if len(evs) != 1 || evs[0].Seq != 1 || errorCode(t, evs[0]) != api.CodeQueueTimeout {
 		t.Fatalf("expired session events %v", types(evs))
