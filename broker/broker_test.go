@@ -120,7 +120,7 @@ func TestCancel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
-	untilType(t, ch, api.EventToolCall)
+	seen := untilType(t, ch, api.EventToolCall)
 	if err := b.Cancel(ctx, "alice", started); err != nil {
 		t.Fatalf("cancel started: %v", err)
 	}
@@ -131,6 +131,8 @@ func TestCancel(t *testing.T) {
 	if code := errorCode(t, last); code != api.CodeCancelled {
 		t.Fatalf("started cancel ended with %s", code)
 	}
+	late := api.ToolResultRequest{CallID: toolCallID(t, seen[len(seen)-1]), Result: json.RawMessage(`{"v":1}`)}
+	wantCode(t, b.ToolResult(ctx, "alice", started, late), api.CodeToolCallNotExpected)
 	if got := sessionField(t, b.rdb, queued, "runtime"); got != "" {
 		t.Fatalf("the queued session was run by %q after its cancel", got)
 	}

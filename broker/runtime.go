@@ -262,22 +262,12 @@ func (rt *Runtime) Ready(ctx context.Context) error {
 }
 
 // listenCancels subscribes to this runtime's cancel channel before any work is
-// read, so a cancel for a session it starts cannot be missed. While Redis is
-// unreachable it keeps trying, until ctx ends.
+// read, so a cancel for a session it starts cannot be missed, and then hands
+// the messages on until ctx ends.
 func (rt *Runtime) listenCancels(ctx context.Context) error {
-	ps := rt.rdb.Subscribe(ctx, cancelChannel(rt.id))
-	wait := newRetry()
-	for {
-		_, err := ps.Receive(ctx)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			_ = ps.Close()
-			return fmt.Errorf("subscribe to cancels: %w", err)
-		}
-		rt.log.Warn("subscribe to cancels; retrying", "error", err)
-		wait.sleep(ctx)
+	ps, err := rt.subscribeCancels(ctx)
+	if err != nil {
+		return err
 	}
 	rt.spawn(func() {
 		defer ps.Close()
@@ -295,6 +285,24 @@ func (rt *Runtime) listenCancels(ctx context.Context) error {
 		}
 	})
 	return nil
+}
+
+// subscribeCancels keeps trying while Redis is unreachable, until ctx ends.
+func (rt *Runtime) subscribeCancels(ctx context.Context) (*redis.PubSub, error) {
+	ps := rt.rdb.Subscribe(ctx, cancelChannel(rt.id))
+	wait := newRetry()
+	for {
+		_, err := ps.Receive(ctx)
+		if err == nil {
+			return ps, nil
+		}
+		if ctx.Err() != nil {
+			_ = ps.Close()
+			return nil, fmt.Errorf("subscribe to cancels: %w", err)
+		}
+		rt.log.Warn("subscribe to cancels; retrying", "error", err)
+		wait.sleep(ctx)
+	}
 }
 
 func (rt *Runtime) cancelRun(id string) {

@@ -48,8 +48,17 @@ func (r *run) clientTool(ctx context.Context, call supervisor.ToolCall) (json.Ra
 		}
 		return res.Result, nil
 	case <-ctx.Done():
+		r.unmarkPending(call.ID)
 		return nil, api.Errorf(api.CodeToolTimeout, "the client did not answer tool %q before the run ended", call.Name)
 	}
+}
+
+// unmarkPending withdraws an unanswered call, so a late answer is refused with
+// TOOL_CALL_NOT_PENDING instead of being taken for nobody.
+func (r *run) unmarkPending(callID string) {
+	ctx, cancel := context.WithTimeout(r.live, time.Second)
+	defer cancel()
+	_ = r.rt.rdb.HDel(ctx, r.k.pending, callID).Err()
 }
 
 // readAnswers pops answers off session:{id}:tools until the run ends and hands
