@@ -117,3 +117,51 @@ func BenchmarkCompile(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSetupWithoutLockdown is BenchmarkSetup minus the lockdown script:
+// their difference is what deleting and freezing the intrinsics costs per run.
+func BenchmarkSetupWithoutLockdown(b *testing.B) {
+	lim := benchStart("").Limits
+	b.ReportAllocs()
+	for b.Loop() {
+		r := &run{lim: lim, ctx: context.Background(), stopped: make(chan struct{}),
+			pending: map[string]pendingCall{}, toolErrors: map[*goja.Object]string{}}
+		r.rt = goja.New()
+		r.rt.SetMaxCallStackSize(int(lim.MaxCallDepth))
+		if err := r.captureIntrinsics(); err != nil {
+			b.Fatal(err)
+		}
+		r.installGuards()
+		if _, err := r.installGlobals(nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkScriptInLockedRuntime runs the simple script again and again in one
+// runtime set up once: what a run would cost if a locked-down runtime served
+// several runs. It is a lower bound for comparison, not how the worker runs.
+func BenchmarkScriptInLockedRuntime(b *testing.B) {
+	start := benchStart(benchSimple)
+	r := &run{lim: start.Limits, ctx: context.Background(), stopped: make(chan struct{}),
+		pending: map[string]pendingCall{}, toolErrors: map[*goja.Object]string{}}
+	if err := r.setup(nil); err != nil {
+		b.Fatal(err)
+	}
+	prog, err := NewServer().compile(start)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.iterations = 0
+		val, err := r.rt.RunProgram(prog)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out := r.await(val)
+		if got := string(out.GetFinal().GetResultJson()); got != "201" {
+			b.Fatalf("result %q (%v)", got, out.GetFailure())
+		}
+	}
+}
