@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -527,4 +528,27 @@ func queueDepths(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// A runtime that cannot reach Redis at start still stops at once on Drain.
+func TestDrainWhileRedisUnreachable(t *testing.T) {
+	rdb := NewClient(limits.Redis{Addrs: []string{"127.0.0.1:" + strconv.Itoa(freePort(t))}})
+	t.Cleanup(func() { _ = rdb.Close() })
+	rt, err := NewRuntime(RuntimeOptions{Redis: rdb, Supervisor: newSupervisor(t, "rt-offline"), ID: "rt-offline"})
+	if err != nil {
+		t.Fatalf("new runtime: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(testCtx(t)) }()
+	if err := rt.Drain(testCtx(t)); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run after drain: %v", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("run did not return after the drain")
+	}
 }

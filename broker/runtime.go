@@ -100,10 +100,12 @@ type Runtime struct {
 	health   prometheus.Gauge
 	draining atomic.Bool
 
-	drained chan struct{}  // closed by Drain once the last run ended
-	started chan struct{}  // closed when Run has set up
-	runWG   sync.WaitGroup // sessions being run
-	loopWG  sync.WaitGroup // readers, heartbeat, reaper, cancel listener
+	quit      chan struct{}  // closed by Drain
+	drained   chan struct{}  // closed by Drain once the last run ended
+	setupDone chan struct{}  // closed when Run's set-up ended, well or not
+	started   chan struct{}  // closed when Run has set up
+	runWG     sync.WaitGroup // sessions being run
+	loopWG    sync.WaitGroup // readers, heartbeat, reaper, cancel listener
 
 	mu       sync.Mutex         // guards the fields below
 	stopRead context.CancelFunc // set by Run: ends the work readers
@@ -120,7 +122,7 @@ func NewRuntime(opts RuntimeOptions) (*Runtime, error) {
 	rt := &Runtime{
 		opts: opts, rdb: opts.Redis, sup: opts.Supervisor, log: opts.Logger.With("runtime_id", opts.ID),
 		id: opts.ID, slots: make(chan struct{}, opts.Capacity), drained: make(chan struct{}),
-		started: make(chan struct{}), runs: map[string]*run{}, streams: map[string]bool{},
+		quit: make(chan struct{}), setupDone: make(chan struct{}), started: make(chan struct{}), runs: map[string]*run{}, streams: map[string]bool{},
 		claimed: map[string]bool{},
 	}
 	rt.health = newHealthGauge(opts.Registerer, opts.ID)
@@ -140,7 +142,10 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	rt.mu.Lock()
 	rt.stopRead = stopRead
 	rt.mu.Unlock()
-	if err := rt.listenCancels(ctx); err != nil {
+	if err := rt.setup(ctx); err != nil {
+		if rt.draining.Load() {
+			return nil // drained before it ever took work
+		}
 		return err
 	}
 	rt.beat(ctx)
@@ -167,6 +172,22 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	return nil
 }
 
+// setup subscribes to cancels, which waits for Redis; a Drain meanwhile ends
+// the wait.
+func (rt *Runtime) setup(ctx context.Context) error {
+	defer close(rt.setupDone)
+	setupCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-rt.quit:
+			stop()
+		case <-setupCtx.Done():
+		}
+	}()
+	return rt.listenCancels(ctx, setupCtx)
+}
+
 // spawn runs fn as one of the runtime's loops.
 func (rt *Runtime) spawn(fn func()) {
 	rt.loopWG.Add(1)
@@ -177,13 +198,19 @@ func (rt *Runtime) spawn(fn func()) {
 // Run return. If ctx ends first the sessions still running are left as they are
 // and Drain returns ctx's error; end Run's context to stop them.
 func (rt *Runtime) Drain(ctx context.Context) error {
+	if !rt.draining.CompareAndSwap(false, true) {
+		return errors.New("runtime: already draining")
+	}
+	close(rt.quit)
 	select {
-	case <-rt.started:
+	case <-rt.setupDone:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if !rt.draining.CompareAndSwap(false, true) {
-		return errors.New("runtime: already draining")
+	select {
+	case <-rt.started:
+	default:
+		return nil // Run gave up its set-up and returns by itself
 	}
 	rt.log.Info("runtime draining")
 	rt.mu.Lock()
@@ -261,11 +288,11 @@ func (rt *Runtime) Ready(ctx context.Context) error {
 	return rt.sup.Ready()
 }
 
-// listenCancels subscribes to this runtime's cancel channel before any work is
-// read, so a cancel for a session it starts cannot be missed, and then hands
-// the messages on until ctx ends.
-func (rt *Runtime) listenCancels(ctx context.Context) error {
-	ps, err := rt.subscribeCancels(ctx)
+// listenCancels subscribes to this runtime's cancel channel (giving up when
+// setupCtx ends) before any work is read, so a cancel for a session it starts
+// cannot be missed, and then hands the messages on until ctx ends.
+func (rt *Runtime) listenCancels(ctx, setupCtx context.Context) error {
+	ps, err := rt.subscribeCancels(setupCtx)
 	if err != nil {
 		return err
 	}
