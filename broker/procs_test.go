@@ -153,7 +153,21 @@ type httpStream struct {
 	id   string
 }
 
-const testKey = "test-key"
+// API keys of the broker processes: sessions belong to the key that made them.
+const (
+	testKey  = "test-key"
+	otherKey = "other-key"
+)
+
+func statusOf(t *testing.T, req *http.Request) int {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
 
 func apiRequest(t *testing.T, method, url string, body any) *http.Request {
 	t.Helper()
@@ -231,7 +245,7 @@ func postToolResult(t *testing.T, base, id, callID string, result string) {
 // request runs on the premium runtime.
 func TestProcessesCrossBrokerResume(t *testing.T) {
 	rs := startRedis(t)
-	spec := procSpec{APIKeys: []string{testKey}, Rules: []limits.RoutingRule{
+	spec := procSpec{APIKeys: []string{testKey, otherKey}, Rules: []limits.RoutingRule{
 		{Match: map[string]string{"priority": "high"}, Target: map[string]string{"tier": "premium"}}}}
 	brokerA, brokerB := startBrokerProc(t, rs, spec), startBrokerProc(t, rs, spec)
 	for i, tier := range []string{"standard", "standard", "premium"} {
@@ -260,6 +274,11 @@ func TestProcessesCrossBrokerResume(t *testing.T) {
 	checkSeqs(t, seen, 1)
 	if got := finalResult(t, seen[3]); got != "100" {
 		t.Fatalf("result %s, want 100", got)
+	}
+	stranger := apiRequest(t, http.MethodGet, brokerB+"/v1/sessions/"+s.id+"/events", nil)
+	stranger.Header.Set("Authorization", "Bearer "+otherKey)
+	if code := statusOf(t, stranger); code != http.StatusUnauthorized {
+		t.Fatalf("another key's replay: status %d, want 401", code)
 	}
 	replay := openStream(t, apiRequest(t, http.MethodGet, brokerB+"/v1/sessions/"+s.id+"/events", nil)).rest(t)
 	if fmt.Sprint(replay) != fmt.Sprint(seen) {
