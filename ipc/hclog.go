@@ -26,10 +26,9 @@ func toSlog(level hclog.Level) slog.Level {
 	switch level {
 	case hclog.Trace, hclog.Debug, hclog.Info:
 		return slog.LevelDebug
-	case hclog.Warn:
+	case hclog.Warn, hclog.Error:
+		// go-plugin's errors are about workers the supervisor already reports.
 		return slog.LevelWarn
-	case hclog.Error:
-		return slog.LevelError
 	default:
 		return slog.LevelDebug
 	}

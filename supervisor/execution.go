@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -201,10 +203,14 @@ func (s *Supervisor) lost(ctx context.Context, w *worker, cause error) error {
 	case <-time.After(200 * time.Millisecond):
 		w.kill("crashed")
 	}
+	select { // and the worker's last words a moment to be read
+	case <-w.stderrDone:
+	case <-time.After(200 * time.Millisecond):
+	}
 	switch {
 	case w.killReason() == "timeout":
 		return api.Errorf(api.CodeTimeout, "the script did not stop at its deadline; its worker was killed")
-	case w.killReason() == "memory" || w.oomKilled():
+	case w.killReason() == "memory" || w.oomKilled() || w.runtimeOOM.Load():
 		w.markKilled("memory")
 		return api.Errorf(api.CodeMemoryLimit, "the worker passed its memory limit and was killed")
 	}
@@ -349,6 +355,9 @@ func resolveLimits(cfg *limits.Config, req Request) (limits.Level, limits.Values
 	if err != nil {
 		return "", values, api.Errorf(api.CodeInvalidRequest, "limits: %v", err)
 	}
+	if values.Timeout < time.Millisecond {
+		return "", values, api.Errorf(api.CodeInvalidRequest, "limits: timeout %s is under 1ms", values.Timeout)
+	}
 	return level, values, nil
 }
 
@@ -369,10 +378,16 @@ func encodeGlobals(globals map[string]json.RawMessage, maxBytes int64) ([]byte, 
 	if len(globals) == 0 {
 		return nil, nil, nil
 	}
+	if len(globals) > maxGlobals {
+		return nil, nil, api.Errorf(api.CodeInvalidRequest, "%d globals, at most %d", len(globals), maxGlobals)
+	}
 	names := make([]string, 0, len(globals))
 	for name, v := range globals {
+		if err := checkGlobalName(name); err != nil {
+			return nil, nil, err
+		}
 		if !json.Valid(v) {
-			return nil, nil, api.Errorf(api.CodeValidation, "global %q is not valid JSON", name)
+			return nil, nil, api.Errorf(api.CodeInvalidRequest, "global %q is not valid JSON", name)
 		}
 		names = append(names, name)
 	}
@@ -381,10 +396,43 @@ func encodeGlobals(globals map[string]json.RawMessage, maxBytes int64) ([]byte, 
 		return nil, nil, api.Errorf(api.CodeValidation, "globals: %v", err)
 	}
 	if int64(len(data)) > maxBytes {
-		return nil, nil, api.Errorf(api.CodeSerializationLimit, "globals are %d bytes, over the limit of %d", len(data), maxBytes)
+		return nil, nil, api.Errorf(api.CodeInvalidRequest, "globals are %d bytes, over the limit of %d", len(data), maxBytes)
 	}
 	return data, names, nil
 }
+
+// maxGlobals bounds how many custom globals one request may define.
+const maxGlobals = 256
+
+var identifier = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*$`)
+
+// checkGlobalName refuses a custom global that is not a plain identifier or that
+// would replace a built-in, a host function or the worker's reserved names.
+func checkGlobalName(name string) error {
+	if !identifier.MatchString(name) {
+		return api.Errorf(api.CodeInvalidRequest, "global %q is not a plain identifier", name)
+	}
+	if strings.HasPrefix(name, "__") || builtinGlobals[name] {
+		return api.Errorf(api.CodeInvalidRequest, "global %q would replace a built-in name", name)
+	}
+	return nil
+}
+
+// builtinGlobals are names a custom global may not take: what scripts get from the
+// worker, and what the validator refuses by name.
+var builtinGlobals = func() map[string]bool {
+	m := map[string]bool{}
+	for _, n := range strings.Fields(`Object Array Number String Boolean Date Math JSON parseInt
+		parseFloat isNaN isFinite NaN Infinity undefined Error TypeError RangeError SyntaxError
+		ReferenceError URIError EvalError AggregateError Map Set WeakMap WeakSet Promise RegExp
+		encodeURIComponent decodeURIComponent encodeURI decodeURI callTool parallel console
+		eval Function Proxy Reflect Symbol globalThis global self window this constructor
+		prototype require process module exports import WebAssembly SharedArrayBuffer
+		Atomics setTimeout setInterval setImmediate queueMicrotask arguments`) {
+		m[n] = true
+	}
+	return m
+}()
 
 // validationError turns the validator's problems into one VALIDATION_ERROR that
 // lists them all, positioned at the first.

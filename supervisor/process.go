@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,8 +33,10 @@ type process struct {
 	cgroup *limits.WorkerCgroup // nil without cgroups
 	log    *slog.Logger
 
-	exited chan struct{}  // closed when the process has been reaped
-	stderr *io.PipeWriter // go-plugin copies the worker's stderr here
+	exited     chan struct{}  // closed when the process has been reaped
+	stderrDone chan struct{}  // closed when the worker's stderr has been read to its end
+	runtimeOOM atomic.Bool    // the Go runtime in the worker died for lack of memory or stack
+	stderr     *io.PipeWriter // go-plugin copies the worker's stderr here
 
 	mu       sync.Mutex
 	killedBy string // why the supervisor killed it: "timeout", "cancel", "memory", ...
@@ -49,7 +52,7 @@ type processConfig struct {
 	memory    int64
 	pids      int64
 	logger    *slog.Logger
-	stderr    func(io.Reader) // consumes the worker's stderr until it ends
+	stderr    func(*process, io.Reader) // consumes the worker's stderr until it ends
 	startWait time.Duration
 }
 
@@ -61,7 +64,7 @@ const (
 // startProcess starts worker id and waits for its handshake. On cgroup v1 the pid is
 // moved into its group before the worker is handed any run.
 func startProcess(ctx context.Context, id int, cfg processConfig) (*process, error) {
-	p := &process{id: id, exited: make(chan struct{}), log: cfg.logger.With("worker_id", id)}
+	p := &process{id: id, exited: make(chan struct{}), stderrDone: make(chan struct{}), log: cfg.logger}
 	cmd := exec.Command(cfg.command[0], cfg.command[1:]...)
 	cmd.Env = cfg.env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -71,7 +74,10 @@ func startProcess(ctx context.Context, id int, cfg processConfig) (*process, err
 	}
 	pr, pw := io.Pipe()
 	p.stderr = pw
-	go cfg.stderr(pr)
+	go func() {
+		defer close(p.stderrDone)
+		cfg.stderr(p, pr)
+	}()
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  ipc.Handshake,
 		Plugins:          ipc.Plugins(nil),

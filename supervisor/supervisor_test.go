@@ -25,6 +25,7 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("ENCLAVE_TEST_WORKER") == "1" {
 		probeNetwork()
+		dieLikeGoOOM()
 		os.Exit(workerproc.Main())
 	}
 	goleak.VerifyTestMain(m)
@@ -406,5 +407,87 @@ func TestIdleShrink(t *testing.T) {
 	}
 	if res, err := run(t, s, supervisor.Request{Code: "return 'still works'"}); err != nil || string(res.Value) != `"still works"` {
 		t.Fatalf("run after shrink: %v %v", res, err)
+	}
+}
+
+// dieLikeGoOOM makes a test worker die the way the Go runtime does when an
+// allocation fails (a fatal error on stderr, exit 2), shortly after it starts.
+func dieLikeGoOOM() {
+	if os.Getenv("ENCLAVE_TEST_DIE_OOM") != "1" {
+		return
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		// The runtime writes to file descriptor 2 itself; go-plugin only redirects
+		// the os.Stderr variable.
+		_, _ = syscall.Write(2, []byte("fatal error: runtime: out of memory\n"))
+		os.Exit(2)
+	}()
+}
+
+func TestGoRuntimeOOMIsMemoryLimit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := supervisor.New(ctx, supervisor.Options{
+		Config:        testConfig(t, func(c *limits.Config) { c.Pool.Size, c.Pool.MinWorkers = 1, 1 }),
+		WorkerCommand: []string{os.Args[0]}, CgroupRoot: "none",
+		WorkerEnv: []string{"ENCLAVE_TEST_WORKER=1", "ENCLAVE_TEST_DIE_OOM=1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	_, err = s.Run(ctx, supervisor.Request{
+		Code: "return await callTool('hold', {})", ClientTools: []string{"hold"},
+		ClientTool: func(ctx context.Context, _ supervisor.ToolCall) (json.RawMessage, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		},
+	})
+	wantCode(t, err, api.CodeMemoryLimit)
+}
+
+// A client tool that never answers ends the run at its deadline, not later.
+func TestUnansweredClientToolTimesOut(t *testing.T) {
+	s := newSupervisor(t, testConfig(t, func(c *limits.Config) {
+		d := limits.Duration(time.Second)
+		c.Limits.Timeout = &d
+	}), "")
+	start := time.Now()
+	_, err := run(t, s, supervisor.Request{
+		Code: "return await callTool('ext:a', {})", ClientTools: []string{"ext:*"},
+		ClientTool: func(ctx context.Context, _ supervisor.ToolCall) (json.RawMessage, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		},
+	})
+	wantCode(t, err, api.CodeTimeout)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("TIMEOUT after %s with a 1s limit", d)
+	}
+	if res, err := run(t, s, supervisor.Request{Code: "return 2"}); err != nil || string(res.Value) != "2" {
+		t.Fatalf("next run: %v %v", res, err)
+	}
+}
+
+func TestRequestRefusals(t *testing.T) {
+	s := newSupervisor(t, testConfig(t, nil), "")
+	tiny := limits.Duration(time.Microsecond)
+	cases := map[string]supervisor.Request{
+		"sub-millisecond timeout":   {Code: "return 1", Limits: limits.Overrides{Timeout: &tiny}},
+		"global shadows a built-in": {Code: "return 1", Globals: map[string]json.RawMessage{"Object": json.RawMessage("5")}},
+		"global shadows callTool":   {Code: "return 1", Globals: map[string]json.RawMessage{"callTool": json.RawMessage("5")}},
+		"global not an identifier":  {Code: "return 1", Globals: map[string]json.RawMessage{"a-b": json.RawMessage("5")}},
+		"global reserved prefix":    {Code: "return 1", Globals: map[string]json.RawMessage{"__enclave_tick": json.RawMessage("5")}},
+	}
+	for name, req := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := run(t, s, req)
+			wantCode(t, err, api.CodeInvalidRequest)
+		})
+	}
+	res, err := run(t, s, supervisor.Request{Code: "return user.name", Globals: map[string]json.RawMessage{"user": json.RawMessage(`{"name":"Ada"}`)}})
+	if err != nil || string(res.Value) != `"Ada"` {
+		t.Fatalf("custom global: %v %v", res, err)
 	}
 }

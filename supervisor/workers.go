@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,7 +28,7 @@ func (s *Supervisor) startWorker(ctx context.Context, id int) (*process, error) 
 	log := s.log.With("worker_id", id)
 	cfg := processConfig{
 		command: s.opts.WorkerCommand, env: s.opts.WorkerEnv, cgroups: s.cgroups, iso: s.iso,
-		memory: memory, pids: workerPids, logger: log, stderr: func(r io.Reader) { logLines(log, r) },
+		memory: memory, pids: workerPids, logger: log, stderr: logLines,
 		startWait: workerStartTimeout,
 	}
 	p, err := startProcess(ctx, id, cfg)
@@ -71,14 +72,38 @@ func (s *Supervisor) workerExited(w *worker, reason string) {
 	s.log.Debug("worker stopped", "worker_id", w.id, "pid", w.pid, "reason", reason, "runs", w.runs)
 }
 
-// logLines writes each line of a worker's stderr to the daemon's log until it ends.
-func logLines(log *slog.Logger, r io.Reader) {
+// maxStderrLines bounds what one worker may put in the daemon's log: a Go runtime
+// crash prints every goroutine's stack, a thousand lines that say little more than
+// the first few.
+const maxStderrLines = 40
+
+// logLines writes a worker's stderr to the daemon's log until it ends, and notes a Go
+// runtime death for lack of memory or stack, which the caller gets as
+// MEMORY_LIMIT_EXCEEDED rather than as a crash.
+func logLines(p *process, r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	n := 0
 	for sc.Scan() {
-		logWorkerLine(log, sc.Bytes())
+		line := sc.Bytes()
+		if isRuntimeOOM(line) {
+			p.runtimeOOM.Store(true)
+		}
+		if n++; n <= maxStderrLines {
+			logWorkerLine(p.log, line)
+		}
 	}
 	_, _ = io.Copy(io.Discard, r) // an over-long line stops the scanner; keep draining
+	if n > maxStderrLines {
+		p.log.Warn("worker stderr truncated", "lines", n, "logged", maxStderrLines)
+	}
+}
+
+func isRuntimeOOM(line []byte) bool {
+	s := string(line)
+	return strings.HasPrefix(s, "fatal error: runtime: out of memory") ||
+		strings.HasPrefix(s, "fatal error: stack overflow") ||
+		strings.Contains(s, "goroutine stack exceeds")
 }
 
 // logWorkerLine logs one stderr line of a worker. go-plugin's own lines are hclog

@@ -15,7 +15,7 @@ func (r *run) console() *goja.Object {
 	for name, level := range map[string]string{
 		"log": "log", "info": "log", "debug": "log", "warn": "warn", "error": "error",
 	} {
-		_ = c.Set(name, r.consoleFunc(level))
+		_ = c.Set(name, r.hostFunc(name, r.consoleFunc(level)))
 	}
 	return c
 }

@@ -1,6 +1,8 @@
 package workerproc
 
 import (
+	"math"
+
 	"github.com/dop251/goja"
 
 	"github.com/enclave-go/enclave/limits"
@@ -34,23 +36,29 @@ func (r *run) overBudget(what string, bytes int64) bool {
 	return true
 }
 
-// wrap replaces obj[name] with guard, which calls the original when it allows.
-func (r *run) wrap(obj *goja.Object, name string, check func(call goja.FunctionCall) bool) {
+// wrap replaces obj[name] with guard, which calls the original when it allows. A
+// check that converted an argument returns the converted arguments: the original
+// must see the value that was checked, not read a valueOf or getter a second time.
+func (r *run) wrap(obj *goja.Object, name string, check func(call goja.FunctionCall) ([]goja.Value, bool)) {
 	orig, ok := goja.AssertFunction(obj.Get(name))
 	if !ok {
 		return
 	}
 	guard := func(call goja.FunctionCall) goja.Value {
-		if !check(call) {
+		args, allowed := check(call)
+		if !allowed {
 			return goja.Undefined()
 		}
-		v, err := orig(call.This, call.Arguments...)
+		if args == nil {
+			args = call.Arguments
+		}
+		v, err := orig(call.This, args...)
 		if err != nil {
 			panic(err)
 		}
 		return v
 	}
-	_ = obj.Set(name, guard)
+	_ = obj.Set(name, r.hostFunc(name, guard))
 }
 
 func (r *run) installGuards() {
@@ -58,31 +66,54 @@ func (r *run) installGuards() {
 	strProto := g.Get("String").ToObject(r.rt).Get("prototype").ToObject(r.rt)
 	array := g.Get("Array").ToObject(r.rt)
 	arrProto := array.Get("prototype").ToObject(r.rt)
+	fnProto := g.Get("Function").ToObject(r.rt).Get("prototype").ToObject(r.rt)
 
-	r.wrap(strProto, "repeat", func(c goja.FunctionCall) bool {
-		n := c.Argument(0).ToInteger()
-		return !r.overBudget("String.repeat", strLen(c.This)*n)
+	r.wrap(strProto, "repeat", func(c goja.FunctionCall) ([]goja.Value, bool) {
+		n := c.Argument(0).ToFloat()
+		return []goja.Value{r.rt.ToValue(n)}, !r.overBudget("String.repeat", scaled(strLen(c.This), n))
 	})
 	for _, name := range []string{"padStart", "padEnd"} {
-		r.wrap(strProto, name, func(c goja.FunctionCall) bool {
-			return !r.overBudget("String."+name, 2*c.Argument(0).ToInteger())
+		r.wrap(strProto, name, func(c goja.FunctionCall) ([]goja.Value, bool) {
+			n := c.Argument(0).ToFloat()
+			args := append([]goja.Value{r.rt.ToValue(n)}, c.Arguments[min(1, len(c.Arguments)):]...)
+			return args, !r.overBudget("String."+name, scaled(2, n))
 		})
 	}
 	r.wrap(arrProto, "join", r.checkJoin)
-	r.wrap(arrProto, "fill", func(c goja.FunctionCall) bool {
-		return !r.overBudget("Array.fill", 16*lengthOf(r.rt, c.This))
-	})
-	r.wrap(arrProto, "concat", func(c goja.FunctionCall) bool {
-		total := lengthOf(r.rt, c.This)
+	// Methods whose cost or result grows with the array's length, holes included:
+	// new Array(2 ** 31) is cheap and sparse until one of these fills it in.
+	for _, name := range []string{"fill", "map", "filter", "sort", "slice", "splice", "flat",
+		"flatMap", "reverse", "toSorted", "toReversed", "toSpliced", "with", "copyWithin"} {
+		r.wrap(arrProto, name, func(c goja.FunctionCall) ([]goja.Value, bool) {
+			return nil, !r.overBudget("Array."+name, 16*lengthOf(c.This))
+		})
+	}
+	r.wrap(arrProto, "concat", func(c goja.FunctionCall) ([]goja.Value, bool) {
+		total := lengthOf(c.This)
 		for _, a := range c.Arguments {
-			total += lengthOf(r.rt, a)
+			total += max(lengthOf(a), 1)
 		}
-		return !r.overBudget("Array.concat", 16*total)
+		return nil, !r.overBudget("Array.concat", 16*total)
 	})
-	r.wrap(array, "from", func(c goja.FunctionCall) bool {
-		return !r.overBudget("Array.from", 16*lengthOf(r.rt, c.Argument(0)))
+	r.wrap(array, "from", func(c goja.FunctionCall) ([]goja.Value, bool) {
+		return nil, !r.overBudget("Array.from", 16*lengthOf(c.Argument(0)))
+	})
+	r.wrap(fnProto, "apply", func(c goja.FunctionCall) ([]goja.Value, bool) {
+		return nil, !r.overBudget("Function.apply", 16*lengthOf(c.Argument(1)))
 	})
 	r.installJSON(g.Get("JSON").ToObject(r.rt))
+}
+
+// scaled is unit*n for a count a script passed; a count the built-in will refuse
+// anyway (negative, NaN, infinite) is let through so it throws its own RangeError.
+func scaled(unit int64, n float64) int64 {
+	if math.IsNaN(n) || n <= 0 || math.IsInf(n, 0) {
+		return 0
+	}
+	if n > float64(math.MaxInt64/max(unit, 1)) {
+		return math.MaxInt64
+	}
+	return unit * int64(n)
 }
 
 // strLen is a value's length as a string, in UTF-16 units.
@@ -93,23 +124,35 @@ func strLen(v goja.Value) int64 {
 	return int64(len(v.String()))
 }
 
-// lengthOf reads an array-like's length without running script code for primitives.
-func lengthOf(rt *goja.Runtime, v goja.Value) int64 {
+// lengthOf reads an array-like's length as ToLength does: missing, negative or NaN is
+// 0, and it never exceeds 2^53-1. Primitives have none.
+func lengthOf(v goja.Value) int64 {
 	o, ok := v.(*goja.Object)
 	if !ok {
 		return 0
 	}
-	return o.Get("length").ToInteger()
+	return toLength(o.Get("length"))
+}
+
+func toLength(v goja.Value) int64 {
+	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
+		return 0
+	}
+	f := v.ToFloat()
+	if math.IsNaN(f) || f <= 0 {
+		return 0
+	}
+	return int64(min(f, 1<<53-1))
 }
 
 // checkJoin estimates join's output: separators plus element lengths (scanning at most
 // a million elements; past that the separators alone are compared).
-func (r *run) checkJoin(c goja.FunctionCall) bool {
+func (r *run) checkJoin(c goja.FunctionCall) ([]goja.Value, bool) {
 	obj, ok := c.This.(*goja.Object)
 	if !ok {
-		return true
+		return nil, true
 	}
-	n := lengthOf(r.rt, obj)
+	n := lengthOf(obj)
 	sep := int64(1)
 	if s := c.Argument(0); !goja.IsUndefined(s) {
 		sep = strLen(s)
@@ -124,21 +167,21 @@ func (r *run) checkJoin(c goja.FunctionCall) bool {
 			}
 		}
 	}
-	return !r.overBudget("Array.join", total)
+	return nil, !r.overBudget("Array.join", total)
 }
 
 // installJSON replaces JSON.stringify with the bounded writer and puts a depth check
 // in front of JSON.parse.
 func (r *run) installJSON(jsonObj *goja.Object) {
-	r.wrap(jsonObj, "parse", func(c goja.FunctionCall) bool {
+	r.wrap(jsonObj, "parse", func(c goja.FunctionCall) ([]goja.Value, bool) {
 		text := c.Argument(0).String()
 		if limits.JSONDepth(text) > maxJSONDepth {
 			r.stop(codeSerialization, "JSON.parse: input nests deeper than %d levels", maxJSONDepth)
-			return false
+			return nil, false
 		}
-		return true
+		return append([]goja.Value{r.rt.ToValue(text)}, c.Arguments[min(1, len(c.Arguments)):]...), true
 	})
-	_ = jsonObj.Set("stringify", r.stringify)
+	_ = jsonObj.Set("stringify", r.hostFunc("stringify", r.stringify))
 }
 
 func (r *run) stringify(c goja.FunctionCall) goja.Value {
@@ -147,7 +190,7 @@ func (r *run) stringify(c goja.FunctionCall) goja.Value {
 		w.replacer = fn
 	} else if list, ok := c.Argument(1).(*goja.Object); ok && list.ClassName() == "Array" {
 		w.allow = map[string]bool{}
-		for i := int64(0); i < lengthOf(r.rt, list); i++ {
+		for i := int64(0); i < lengthOf(list); i++ {
 			w.allow[list.Get(itoa(i)).String()] = true
 		}
 	}

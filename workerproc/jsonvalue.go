@@ -124,7 +124,7 @@ func (w *jsonWriter) object(o *goja.Object, depth int) (bool, error) {
 }
 
 func (w *jsonWriter) array(o *goja.Object, depth int) error {
-	n := o.Get("length").ToInteger()
+	n := lengthOf(o)
 	if err := w.raw("["); err != nil {
 		return err
 	}

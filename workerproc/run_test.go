@@ -145,3 +145,44 @@ func TestRunConsole(t *testing.T) {
 		t.Fatalf("console %+v", out.console)
 	}
 }
+
+// Cases found by attacking the worker: ordinary array-likes must work, and counts a
+// script controls must not crash the process or slip past a guard.
+func TestGuardsOnOddInput(t *testing.T) {
+	values := []struct{ name, body, want string }{
+		{"from set", "return Array.from(new Set([1, 2, 2, 3]))", "[1,2,3]"},
+		{"from map keys", "return Array.from(new Map([[1, 'a']]).keys())", "[1]"},
+		{"from plain object", "return Array.from({})", "[]"},
+		{"concat object", "return [1].concat({a: 1})", `[1,{"a":1}]`},
+		{"repeat negative is RangeError", "try { 'a'.repeat(-1) } catch (e) { return e instanceof RangeError }", "true"},
+		{"repeat infinity is RangeError", "try { 'a'.repeat(Infinity) } catch (e) { return e instanceof RangeError }", "true"},
+		// The count is read once: the guard checks the value repeat then uses.
+		{"repeat reads its count once", "let n = 0; const c = {valueOf: () => (n++ ? 2 ** 60 : 1)}; return 'abcdefgh'.repeat(c).length", "8"},
+		{"no Go names", "return String(console.log) + String(callTool)", `"function log() { [native code] }function callTool() { [native code] }"`},
+	}
+	for _, tc := range values {
+		t.Run(tc.name, func(t *testing.T) {
+			out := runScript(t, tc.body, testLimits(), echo)
+			if out.failure != nil {
+				t.Fatalf("failure %s: %s", out.failure.Code, out.failure.Message)
+			}
+			if got := string(out.final.ResultJson); got != tc.want {
+				t.Fatalf("result %s, want %s", got, tc.want)
+			}
+		})
+	}
+	bombs := map[string]string{
+		"parallel huge length": "return await parallel({length: 2 ** 31}, (x) => 1)",
+		"apply huge length":    "return Math.max.apply(null, {length: 2 ** 32 - 1})",
+		"map sparse":           "return Array(2 ** 31).map((x) => 1).length",
+		"sort sparse":          "const a = []; a[2 ** 32 - 2] = 1; return a.sort().length",
+	}
+	for name, body := range bombs {
+		t.Run(name, func(t *testing.T) {
+			out := runScript(t, body, testLimits(), echo)
+			if out.failure == nil || out.failure.Code != "MEMORY_LIMIT_EXCEEDED" {
+				t.Fatalf("want MEMORY_LIMIT_EXCEEDED, got %+v %+v", out.failure, out.final)
+			}
+		})
+	}
+}

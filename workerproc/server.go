@@ -149,12 +149,16 @@ func heapBytes() int64 {
 	return int64(heapSample[0].Value.Uint64())
 }
 
+// stderr is the worker's real standard error. go-plugin points os.Stderr at a pipe
+// of its own once it serves; the supervisor reads file descriptor 2.
+var stderr = os.NewFile(2, "stderr")
+
 // harden drops what a worker never needs: gaining privileges through exec, core
 // dumps (they would hold script data), and more than a few file descriptors. A step
 // the kernel refuses is reported on stderr, which the daemon logs.
 func harden() {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		fmt.Fprintln(os.Stderr, "worker: set no_new_privs:", err)
+		fmt.Fprintln(stderr, "worker: set no_new_privs:", err)
 	}
 	limits := []struct {
 		res int
@@ -162,7 +166,7 @@ func harden() {
 	}{{unix.RLIMIT_CORE, 0}, {unix.RLIMIT_NOFILE, 256}}
 	for _, l := range limits {
 		if err := unix.Setrlimit(l.res, &unix.Rlimit{Cur: l.val, Max: l.val}); err != nil {
-			fmt.Fprintln(os.Stderr, "worker: set rlimit:", err)
+			fmt.Fprintln(stderr, "worker: set rlimit:", err)
 		}
 	}
 }

@@ -113,10 +113,10 @@ func (r *run) captureIntrinsics() error {
 // the names of the custom ones (kept, but not frozen: they are the caller's data).
 func (r *run) installGlobals(globals []byte) ([]string, error) {
 	set := func(name string, v any) { _ = r.rt.Set(name, v) }
-	set("callTool", r.callTool)
-	set("parallel", r.parallel)
+	set("callTool", r.hostFunc("callTool", r.callTool))
+	set("parallel", r.hostFunc("parallel", r.parallel))
 	set("console", r.console())
-	set(tickName, r.tick)
+	set(tickName, r.hostFunc(tickName, r.tick))
 	if len(globals) == 0 {
 		return nil, nil
 	}
@@ -155,6 +155,14 @@ func (r *run) lockdown(custom []string) error {
 		return fmt.Errorf("lockdown: %w", err)
 	}
 	return nil
+}
+
+// hostFunc makes a native function whose name (and so its toString) is the
+// script-facing one, not the Go symbol behind it.
+func (r *run) hostFunc(name string, fn func(goja.FunctionCall) goja.Value) *goja.Object {
+	obj := r.rt.ToValue(fn).ToObject(r.rt)
+	_ = obj.DefineDataProperty("name", r.rt.ToValue(name), goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_TRUE)
+	return obj
 }
 
 // tick counts one loop iteration or function call against maxIterations.

@@ -112,8 +112,11 @@ func (r *run) parallel(call goja.FunctionCall) goja.Value {
 	if !ok || !isFn {
 		panic(r.rt.NewTypeError("parallel(items, fn): items must be an array and fn a function"))
 	}
-	n := items.Get("length").ToInteger()
-	results := make([]any, 0, n)
+	n := lengthOf(items)
+	if r.overBudget("parallel", 16*n) {
+		return goja.Undefined()
+	}
+	results := make([]any, 0, min(n, 1024))
 	for i := int64(0); i < n; i++ {
 		v, err := fn(goja.Undefined(), items.Get(itoa(i)), r.rt.ToValue(i))
 		if err != nil {
