@@ -35,10 +35,12 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request, id string, from
 }
 
 // startStream writes the stream's headers. A stream lives as long as its
-// session, so the server's write deadline, if any, must not cut it.
+// session, so the server's read and write deadlines, if any, must not cut it: the
+// read deadline bounds a slow request body, and the request has been read by now.
 func startStream(w http.ResponseWriter, id string) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{}) // not every writer supports deadlines
+	_ = rc.SetReadDeadline(time.Time{})
 	hdr := w.Header()
 	hdr.Set("Content-Type", ContentTypeNDJSON)
 	hdr.Set("Cache-Control", "no-store")

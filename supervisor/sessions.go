@@ -21,7 +21,13 @@ type Sessions struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	finished []string // ids of ended sessions kept for replay, oldest first
 }
+
+// maxRetained bounds the ended sessions kept for replay: each holds its whole event
+// log, up to the console and result limits, so retention by time alone would let a
+// busy daemon's memory grow with its throughput.
+const maxRetained = 256
 
 // NewSessions returns a Backend over sup. Finished sessions stay replayable for
 // retain; at most max sessions may be open at once (SESSION_LIMIT beyond).
@@ -114,9 +120,22 @@ func (m *Sessions) run(ctx context.Context, sess *session, ex *Execution) {
 	} else {
 		sess.emit(api.EventFinal, api.FinalPayload{Result: res.Value, Stats: res.Stats})
 	}
+	m.retire(sess.id)
+}
+
+// retire keeps an ended session replayable for the retention time, or until
+// maxRetained newer ones have ended.
+func (m *Sessions) retire(id string) {
+	m.mu.Lock()
+	m.finished = append(m.finished, id)
+	for len(m.finished) > maxRetained {
+		delete(m.sessions, m.finished[0])
+		m.finished = m.finished[1:]
+	}
+	m.mu.Unlock()
 	time.AfterFunc(m.retain, func() {
 		m.mu.Lock()
-		delete(m.sessions, sess.id)
+		delete(m.sessions, id)
 		m.mu.Unlock()
 	})
 }

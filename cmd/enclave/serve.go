@@ -19,6 +19,14 @@ import (
 	"github.com/enclave-go/enclave/supervisor"
 )
 
+// requestReadTimeout bounds reading one request, body included, so a client that
+// sends half a body does not hold a connection; event streams clear it once the
+// request is read. idleConnTimeout closes idle keep-alive connections.
+const (
+	requestReadTimeout = 30 * time.Second
+	idleConnTimeout    = 2 * time.Minute
+)
+
 // drainTimeout is how long a stopping daemon lets running scripts finish before it
 // kills their workers.
 const drainTimeout = 15 * time.Second
@@ -68,7 +76,8 @@ func serve(ctx context.Context, cfg *limits.Config, configPath string, log *slog
 	}
 	var draining atomic.Bool
 	handler := peerCheck(refuseWhileDraining(&draining, api.NewHandler(sessions, api.HandlerOptions{Logger: log})), cfg.SocketAccess)
-	srv := &http.Server{Handler: handler, ConnContext: withPeerCred, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: handler, ConnContext: withPeerCred, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: requestReadTimeout, IdleTimeout: idleConnTimeout}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("socket server failed", "error", err)
