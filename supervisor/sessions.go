@@ -21,7 +21,12 @@ type Sessions struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
-	finished []string // ids of ended sessions kept for replay, oldest first
+	finished []ended // ended sessions kept for replay, oldest first
+}
+
+type ended struct {
+	id string
+	at time.Time
 }
 
 // maxRetained bounds the ended sessions kept for replay: each holds its whole event
@@ -123,21 +128,18 @@ func (m *Sessions) run(ctx context.Context, sess *session, ex *Execution) {
 	m.retire(sess.id)
 }
 
-// retire keeps an ended session replayable for the retention time, or until
-// maxRetained newer ones have ended.
+// retire keeps an ended session replayable for the retention time or until
+// maxRetained newer ones have ended, whichever comes first. Expired sessions are
+// dropped as later ones end, so no timer is kept per session.
 func (m *Sessions) retire(id string) {
+	now := time.Now()
 	m.mu.Lock()
-	m.finished = append(m.finished, id)
-	for len(m.finished) > maxRetained {
-		delete(m.sessions, m.finished[0])
+	defer m.mu.Unlock()
+	m.finished = append(m.finished, ended{id: id, at: now})
+	for len(m.finished) > 0 && (len(m.finished) > maxRetained || now.Sub(m.finished[0].at) > m.retain) {
+		delete(m.sessions, m.finished[0].id)
 		m.finished = m.finished[1:]
 	}
-	m.mu.Unlock()
-	time.AfterFunc(m.retain, func() {
-		m.mu.Lock()
-		delete(m.sessions, id)
-		m.mu.Unlock()
-	})
 }
 
 func errorPayload(err error, _ *Result) api.ErrorPayload {
