@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,15 +32,13 @@ func init() {
 	}
 }
 
-// startBenchDaemon runs the daemon's pieces in-process (a real supervisor with real
-// worker processes, the sessions backend, the API handler) on a Unix socket in a
-// temporary directory, and returns the socket's path.
-func startBenchDaemon(t testing.TB) string {
+// startBenchBackend starts a real supervisor (with real worker processes) and
+// the sessions backend over it, both stopped at the end of the test.
+func startBenchBackend(t testing.TB) *supervisor.Sessions {
 	t.Helper()
 	cfg := limits.Default()
 	cfg.Pool.Size, cfg.Pool.MinWorkers = 2, 2
-	ctx := context.Background()
-	sup, err := supervisor.New(ctx, supervisor.Options{
+	sup, err := supervisor.New(context.Background(), supervisor.Options{
 		Config: cfg, WorkerCommand: []string{os.Args[0]},
 		WorkerEnv: []string{benchWorkerEnv + "=1"}, CgroupRoot: "none",
 	})
@@ -47,6 +46,21 @@ func startBenchDaemon(t testing.TB) string {
 		t.Fatalf("start supervisor: %v", err)
 	}
 	sessions := supervisor.NewSessions(sup, time.Minute, 1000)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = sup.Close(ctx)
+		sessions.Close()
+	})
+	return sessions
+}
+
+// startBenchDaemon runs the daemon's pieces in-process (startBenchBackend and the
+// API handler) on a Unix socket in a temporary directory, and returns the
+// socket's path.
+func startBenchDaemon(t testing.TB) string {
+	t.Helper()
+	sessions := startBenchBackend(t)
 	path := filepath.Join(t.TempDir(), "enclave.sock")
 	ln, err := net.Listen("unix", path)
 	if err != nil {
@@ -54,13 +68,7 @@ func startBenchDaemon(t testing.TB) string {
 	}
 	srv := &http.Server{Handler: api.NewHandler(sessions, api.HandlerOptions{})}
 	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		_ = sup.Close(cctx)
-		sessions.Close()
-	})
+	t.Cleanup(func() { _ = srv.Close() })
 	return path
 }
 
@@ -85,6 +93,41 @@ func TestBenchJSON(t *testing.T) {
 			checkBenchShape(t, rep, w)
 			if want := benchExit(rep["errors"].(float64)); code != want {
 				t.Fatalf("exit %d with %v errors, want %d", code, rep["errors"], want)
+			}
+		})
+	}
+}
+
+// TestBenchOverTCP drives the --broker path: TCP, and the API key sent as a
+// bearer token. A handler over the local backend stands in for a broker.
+func TestBenchOverTCP(t *testing.T) {
+	sessions := startBenchBackend(t)
+	srv := httptest.NewServer(api.NewHandler(sessions, api.HandlerOptions{Authenticate: api.BearerAuth([]string{"good-key"})}))
+	t.Cleanup(srv.Close)
+	cases := []struct {
+		key      string
+		exit     int
+		wantCode string
+	}{
+		{"good-key", 0, ""},
+		{"bad-key", 1, string(api.CodeUnauthorized)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.key, func(t *testing.T) {
+			code, out, stderr := runBenchCmd(t, "--broker", srv.URL, "--api-key", tc.key, "--workload", "tools",
+				"--concurrency", "2", "--duration", "300ms", "--warmup", "0s", "--json")
+			var rep benchReport
+			if err := json.Unmarshal([]byte(out), &rep); err != nil || code != tc.exit {
+				t.Fatalf("exit %d (want %d), %v\nstdout:\n%s\nstderr:\n%s", code, tc.exit, err, out, stderr)
+			}
+			if rep.Target != srv.URL {
+				t.Fatalf("target %q, want %q", rep.Target, srv.URL)
+			}
+			if tc.wantCode == "" && (rep.Executions < 1 || rep.Errors != 0) {
+				t.Fatalf("executions %d errors %v", rep.Executions, rep.ErrorsByCode)
+			}
+			if tc.wantCode != "" && (rep.Executions != 0 || rep.Errors < 1 || rep.ErrorsByCode[tc.wantCode] != rep.Errors) {
+				t.Fatalf("executions %d errors %v, want all %s", rep.Executions, rep.ErrorsByCode, tc.wantCode)
 			}
 		})
 	}
