@@ -330,7 +330,10 @@ func (s *Supervisor) plan(req Request) (*plan, error) {
 		return p, err
 	}
 	p.script = script
-	p.start = &ipcpb.Start{Source: script.Source, Hash: script.Hash, GlobalsJson: globals, Limits: workerLimits(cfg, values)}
+	lim := workerLimits(cfg, values)
+	opts := ScriptOptions(level)
+	lim.LinearRegexOnly, lim.AllowCollections = opts.LinearRegexOnly, opts.AllowCollections
+	p.start = &ipcpb.Start{Source: script.Source, Hash: script.Hash, GlobalsJson: globals, Limits: lim}
 	return p, nil
 }
 

@@ -21,7 +21,7 @@ func testLimits() *ipcpb.Limits {
 	return &ipcpb.Limits{
 		TimeoutMs: 2000, MaxIterations: 10000, MaxToolCalls: 100, MaxConsoleCalls: 1000,
 		MaxConsoleBytes: 1 << 20, MaxValueDepth: 20, MaxValueBytes: 5 << 20,
-		MemoryBudgetBytes: 128 << 20, MaxCallDepth: 500,
+		MemoryBudgetBytes: 128 << 20, MaxCallDepth: 500, AllowCollections: true,
 	}
 }
 
@@ -182,6 +182,35 @@ func TestGuardsOnOddInput(t *testing.T) {
 			out := runScript(t, body, testLimits(), echo)
 			if out.failure == nil || out.failure.Code != "MEMORY_LIMIT_EXCEEDED" {
 				t.Fatalf("want MEMORY_LIMIT_EXCEEDED, got %+v %+v", out.failure, out.final)
+			}
+		})
+	}
+}
+
+// Keys built at run time reach nothing the level refuses by name.
+func TestRuntimeKeysReachNothingRefused(t *testing.T) {
+	strict := testLimits()
+	strict.LinearRegexOnly, strict.AllowCollections = true, false
+	cases := []struct {
+		name, body string
+		lim        *ipcpb.Limits
+		want       string
+	}{
+		{"RegExp via a literal at STRICT", "const k = ['con', 'structor'].join(''); return typeof /x/[k]", strict, `"undefined"`},
+		{"RegExp global at STRICT", "return typeof RegExp", strict, `"undefined"`},
+		{"Map via an instance is gone at STRICT", "return typeof Map", strict, `"undefined"`},
+		{"RegExp works at STANDARD", "return new RegExp('a+').test('caat')", testLimits(), "true"},
+		{"reflection is gone", "const k = ['define', 'Property'].join(''); return [typeof Object[k], typeof Object['getPrototype' + 'Of'], typeof ({})['__define' + 'Getter__']]", testLimits(), `["undefined","undefined","undefined"]`},
+		{"Promise still awaits", "const p = await Promise.all([1, 2]); return p", strict, "[1,2]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := runScript(t, tc.body, tc.lim, echo)
+			if out.failure != nil {
+				t.Fatalf("failure %s: %s", out.failure.Code, out.failure.Message)
+			}
+			if got := string(out.final.ResultJson); got != tc.want {
+				t.Fatalf("result %s, want %s", got, tc.want)
 			}
 		})
 	}

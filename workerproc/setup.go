@@ -23,7 +23,7 @@ var baseGlobals = []string{
 	"Object", "Array", "Number", "String", "Boolean", "Date", "Math", "JSON",
 	"parseInt", "parseFloat", "isNaN", "isFinite", "NaN", "Infinity", "undefined",
 	"Error", "TypeError", "RangeError", "SyntaxError", "ReferenceError", "URIError",
-	"EvalError", "AggregateError", "Map", "Set", "WeakMap", "WeakSet", "Promise",
+	"EvalError", "AggregateError", "Map", "Set", "WeakMap", "WeakSet", "Promise", "RegExp",
 	"encodeURIComponent", "decodeURIComponent", "encodeURI", "decodeURI",
 	"callTool", "parallel", "console", tickName,
 }
@@ -32,29 +32,36 @@ var baseGlobals = []string{
 // It cuts every path to the Function constructor, deletes globals not kept, and freezes
 // the intrinsics so one script cannot plant a hook (a prototype method, a toJSON) for
 // the code that later reads its values.
-const lockdownSource = `(function (keep, unfrozen) {
+const lockdownSource = `(function (keep, unfrozen, cut) {
   'use strict';
-  const g = globalThis;
-  const getProto = Object.getPrototypeOf, names = Object.getOwnPropertyNames;
-  const freeze = Object.freeze, define = Object.defineProperty, isFrozen = Object.isFrozen;
+  const g = globalThis, O = Object;
+  const getProto = O.getPrototypeOf, names = O.getOwnPropertyNames;
+  const freeze = O.freeze, define = O.defineProperty, isFrozen = O.isFrozen;
   const iter = Symbol.iterator;
   const fnProtos = [
     getProto(function () {}), getProto(async function () {}), getProto(function* () {}),
   ];
-  for (const p of fnProtos) {
-    define(p, 'constructor', { value: undefined, writable: false, enumerable: false, configurable: false });
-  }
+  const arrayIter = getProto([][iter]());
+  const iterProtos = [arrayIter, getProto(arrayIter), getProto(new Map()[iter]()),
+    getProto(new Set()[iter]()), getProto(''[iter]()), getProto(/x/), getProto(fnProtos[2]),
+    getProto(getProto((function* () {})()))];
+  const hide = (p) => define(p, 'constructor', { value: undefined, writable: false, enumerable: false, configurable: false });
+  for (const p of fnProtos) hide(p);
+  // Constructors the level refuses by name must not be one runtime-built key away.
+  for (const name of cut) hide(g[name].prototype);
+  // Reflection the validator refuses by name: gone, so a built key finds nothing.
+  for (const k of ['defineProperty', 'defineProperties', 'getOwnPropertyDescriptor',
+    'getOwnPropertyDescriptors', 'getPrototypeOf', 'setPrototypeOf', 'getOwnPropertySymbols']) delete O[k];
+  for (const k of ['__defineGetter__', '__defineSetter__', '__lookupGetter__', '__lookupSetter__', '__proto__']) delete O.prototype[k];
   const keepSet = new Set(keep), skip = new Set(unfrozen);
+  for (const name of cut) keepSet.delete(name);
   const roots = [];
   for (const name of names(g)) {
     if (!keepSet.has(name)) { delete g[name]; continue; }
     const v = g[name];
     if (!skip.has(name) && v !== null && (typeof v === 'object' || typeof v === 'function')) roots.push(v);
   }
-  const arrayIter = getProto([][iter]());
-  roots.push(...fnProtos, arrayIter, getProto(arrayIter), getProto(new Map()[iter]()),
-    getProto(new Set()[iter]()), getProto(''[iter]()), getProto(/x/), getProto(fnProtos[2]),
-    getProto(getProto((function* () {})())));
+  roots.push(...fnProtos, ...iterProtos);
   for (const r of roots) {
     if (!isFrozen(r)) freeze(r);
     const p = r.prototype;
@@ -150,7 +157,7 @@ func (r *run) lockdown(custom []string) error {
 		keep = append(keep, n)
 		unfrozen = append(unfrozen, n)
 	}
-	_, err = fn(goja.Undefined(), r.rt.NewArray(keep...), r.rt.NewArray(unfrozen...))
+	_, err = fn(goja.Undefined(), r.rt.NewArray(keep...), r.rt.NewArray(unfrozen...), r.rt.NewArray(r.cutConstructors()...))
 	if err != nil {
 		return fmt.Errorf("lockdown: %w", err)
 	}
@@ -163,6 +170,19 @@ func (r *run) hostFunc(name string, fn func(goja.FunctionCall) goja.Value) *goja
 	obj := r.rt.ToValue(fn).ToObject(r.rt)
 	_ = obj.DefineDataProperty("name", r.rt.ToValue(name), goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_TRUE)
 	return obj
+}
+
+// cutConstructors names the globals this run's level refuses, which are removed and
+// whose prototypes' constructor is hidden.
+func (r *run) cutConstructors() []any {
+	var cut []any
+	if r.lim.LinearRegexOnly {
+		cut = append(cut, "RegExp")
+	}
+	if !r.lim.AllowCollections {
+		cut = append(cut, "Map", "Set", "WeakMap", "WeakSet")
+	}
+	return cut
 }
 
 // tick counts one loop iteration or function call against maxIterations.

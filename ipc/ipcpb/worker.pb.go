@@ -189,8 +189,12 @@ type Limits struct {
 	MaxPendingToolCalls int64                  `protobuf:"varint,9,opt,name=max_pending_tool_calls,json=maxPendingToolCalls,proto3" json:"max_pending_tool_calls,omitempty"`
 	MaxCallDepth        int64                  `protobuf:"varint,10,opt,name=max_call_depth,json=maxCallDepth,proto3" json:"max_call_depth,omitempty"`
 	ScrubStacks         bool                   `protobuf:"varint,11,opt,name=scrub_stacks,json=scrubStacks,proto3" json:"scrub_stacks,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// What the level allows that a key built at run time could otherwise reach:
+	// the RegExp constructor (backtracking patterns) and Promise, Map and Set.
+	LinearRegexOnly  bool `protobuf:"varint,12,opt,name=linear_regex_only,json=linearRegexOnly,proto3" json:"linear_regex_only,omitempty"`
+	AllowCollections bool `protobuf:"varint,13,opt,name=allow_collections,json=allowCollections,proto3" json:"allow_collections,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Limits) Reset() {
@@ -296,6 +300,20 @@ func (x *Limits) GetMaxCallDepth() int64 {
 func (x *Limits) GetScrubStacks() bool {
 	if x != nil {
 		return x.ScrubStacks
+	}
+	return false
+}
+
+func (x *Limits) GetLinearRegexOnly() bool {
+	if x != nil {
+		return x.LinearRegexOnly
+	}
+	return false
+}
+
+func (x *Limits) GetAllowCollections() bool {
+	if x != nil {
+		return x.AllowCollections
 	}
 	return false
 }
@@ -944,7 +962,7 @@ const file_worker_proto_rawDesc = "" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x12\n" +
 	"\x04hash\x18\x02 \x01(\tR\x04hash\x12!\n" +
 	"\fglobals_json\x18\x03 \x01(\fR\vglobalsJson\x12.\n" +
-	"\x06limits\x18\x04 \x01(\v2\x16.enclave.ipc.v1.LimitsR\x06limits\"\xca\x03\n" +
+	"\x06limits\x18\x04 \x01(\v2\x16.enclave.ipc.v1.LimitsR\x06limits\"\xa3\x04\n" +
 	"\x06Limits\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x01 \x01(\x03R\ttimeoutMs\x12%\n" +
@@ -958,7 +976,9 @@ const file_worker_proto_rawDesc = "" +
 	"\x16max_pending_tool_calls\x18\t \x01(\x03R\x13maxPendingToolCalls\x12$\n" +
 	"\x0emax_call_depth\x18\n" +
 	" \x01(\x03R\fmaxCallDepth\x12!\n" +
-	"\fscrub_stacks\x18\v \x01(\bR\vscrubStacks\"y\n" +
+	"\fscrub_stacks\x18\v \x01(\bR\vscrubStacks\x12*\n" +
+	"\x11linear_regex_only\x18\f \x01(\bR\x0flinearRegexOnly\x12+\n" +
+	"\x11allow_collections\x18\r \x01(\bR\x10allowCollections\"y\n" +
 	"\n" +
 	"ToolResult\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\tR\x06callId\x12\x1f\n" +
