@@ -552,3 +552,40 @@ func TestDrainWhileRedisUnreachable(t *testing.T) {
 		t.Fatal("run did not return after the drain")
 	}
 }
+
+// A session that runs longer than the claim timeout on a live runtime is
+// claimed by the reapers and handed back, again and again, and never lost.
+func TestLongRunOnLiveRuntimeIsNotLost(t *testing.T) {
+	rs := startRedis(t)
+	b := newBackend(t, rs, nil)
+	startRuntime(t, rs, "rt-1", nil, nil)
+	startRuntime(t, rs, "rt-2", nil, nil)
+	ctx := testCtx(t)
+
+	id := create(t, b, "", askRequest())
+	ch, err := b.Subscribe(ctx, "", id, 1)
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	callID := toolCallID(t, untilType(t, ch, api.EventToolCall)[1])
+	owner := sessionField(t, b.rdb, id, "runtime")
+	poll(t, "the reapers claimed the job three times", func() bool {
+		p, err := b.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: streamKey(defaultTarget), Group: groupName, Start: "-", End: "+", Count: 1,
+		}).Result()
+		return err == nil && len(p) == 1 && p[0].RetryCount >= 4
+	})
+	if err := b.ToolResult(ctx, "", id, api.ToolResultRequest{CallID: callID, Result: json.RawMessage(`{"v":8}`)}); err != nil {
+		t.Fatalf("tool result: %v", err)
+	}
+	var last api.Event
+	for e := range ch {
+		last = e
+	}
+	if got := finalResult(t, last); got != "16" {
+		t.Fatalf("result %s, want 16", got)
+	}
+	if got := sessionField(t, b.rdb, id, "runtime"); got != owner {
+		t.Fatalf("runtime changed from %s to %s", owner, got)
+	}
+}
