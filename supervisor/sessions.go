@@ -21,6 +21,7 @@ type Sessions struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	open     int     // sessions not yet ended
 	finished []ended // ended sessions kept for replay, oldest first
 }
 
@@ -97,24 +98,13 @@ func RequestFrom(req api.CreateRequest) Request {
 func (m *Sessions) add(owner string) (*session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.max > 0 && m.openLocked() >= m.max {
+	if m.max > 0 && m.open >= m.max {
 		return nil, api.Errorf(api.CodeSessionLimit, "%d sessions are open, the most this daemon allows", m.max)
 	}
 	s := &session{id: newID(), owner: owner, changed: make(chan struct{}), pending: map[string]chan api.ToolResultRequest{}}
 	m.sessions[s.id] = s
+	m.open++
 	return s, nil
-}
-
-func (m *Sessions) openLocked() int {
-	n := 0
-	for _, s := range m.sessions {
-		s.mu.Lock()
-		if !s.done {
-			n++
-		}
-		s.mu.Unlock()
-	}
-	return n
 }
 
 func (m *Sessions) run(ctx context.Context, sess *session, ex *Execution) {
@@ -135,6 +125,7 @@ func (m *Sessions) retire(id string) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.open--
 	m.finished = append(m.finished, ended{id: id, at: now})
 	for len(m.finished) > 0 && (len(m.finished) > maxRetained || now.Sub(m.finished[0].at) > m.retain) {
 		delete(m.sessions, m.finished[0].id)

@@ -31,7 +31,8 @@ const programCacheSize = 256
 type Server struct {
 	ipcpb.UnimplementedWorkerServer
 
-	busy sync.Mutex // held for the length of a run
+	busy sync.Mutex  // held for the length of a run
+	idle *time.Timer // returns freed memory to the system once no run comes
 
 	cacheMu  sync.Mutex
 	programs map[string]*goja.Program
@@ -75,6 +76,9 @@ func (s *Server) Info(context.Context, *ipcpb.InfoRequest) (*ipcpb.InfoReply, er
 func (s *Server) Run(stream ipcpb.Worker_RunServer) error {
 	s.busy.Lock()
 	defer s.busy.Unlock()
+	if s.idle != nil {
+		s.idle.Stop()
+	}
 
 	first, err := stream.Recv()
 	if err != nil {
@@ -90,7 +94,21 @@ func (s *Server) Run(stream ipcpb.Worker_RunServer) error {
 	go receive(ctx, cancel, stream, inbox)
 
 	out := s.execute(ctx, start, stream.Send, inbox)
+	s.idleSoon()
 	return stream.Send(out)
+}
+
+// idleGrace is how long a worker waits without a run before it hands freed heap
+// back to the system: an idle worker should cost little resident memory, but doing
+// it after every run would cost a forced collection per run.
+const idleGrace = 2 * time.Second
+
+func (s *Server) idleSoon() {
+	if s.idle == nil {
+		s.idle = time.AfterFunc(idleGrace, debug.FreeOSMemory)
+		return
+	}
+	s.idle.Reset(idleGrace)
 }
 
 // receive forwards tool results to the run until the host closes its side. The host
