@@ -51,16 +51,33 @@ func runRun(ctx context.Context, args []string, io stdio) int {
 	fs.DurationVar(&f.timeout, "timeout", 0, "tighter timeout for this run")
 	fs.BoolVar(&f.json, "json", false, "print the whole result object")
 	fs.Var(f.tools, "tool", "NAME=COMMAND: answer tool NAME by running COMMAND (args on stdin, JSON on stdout); repeatable")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
-		fmt.Fprintln(io.err, "usage: enclave run [--socket PATH | --broker URL] [--json] [--tool NAME=COMMAND]... FILE|-")
+	files, err := parseInterspersed(fs, args)
+	if err != nil || len(files) != 1 {
+		fmt.Fprintln(io.err, "usage: enclave run [--socket PATH | --broker URL [--api-key KEY]] [--json] [--level LEVEL] [--timeout D] [--tool NAME=COMMAND]... FILE|-")
 		return 2
 	}
-	code, err := readScript(fs.Arg(0), io.in)
+	code, err := readScript(files[0], io.in)
 	if err != nil {
 		fmt.Fprintf(io.err, "enclave run: %v\n", err)
 		return 2
 	}
 	return submit(ctx, f, code, io)
+}
+
+// parseInterspersed parses flags before and after the positional arguments, so
+// `enclave run script.js --tool ...` works as well as the flags-first order.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 func readScript(name string, stdin io.Reader) (string, error) {
