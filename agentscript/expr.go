@@ -15,6 +15,18 @@ func (c *checker) optExpr(e ast.Expression) {
 
 // expr walks one expression.
 func (c *checker) expr(e ast.Expression) {
+	// goja compiles long operator chains in time that grows with the square of their
+	// length (a 48,000-term sum takes minutes), and the pre-scan's bracket count
+	// does not see them: bound the tree's depth here.
+	c.exprDepth++
+	defer func() { c.exprDepth-- }()
+	if c.exprDepth > maxExprDepth {
+		if !c.deepReported {
+			c.deepReported = true
+			c.report(e.Idx0(), RuleNesting, fmt.Sprintf("expression nests deeper than %d levels (a very long operator chain?); split it into statements", maxExprDepth))
+		}
+		return
+	}
 	switch e := e.(type) {
 	case *ast.Identifier:
 		if c.identifier(e) {

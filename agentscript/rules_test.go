@@ -292,3 +292,28 @@ func TestProblemCap(t *testing.T) {
 		t.Fatalf("got %d problems, last %v", len(probs), probs[len(probs)-1])
 	}
 }
+
+// Long operator chains compile in quadratic time in goja; the validator refuses
+// them by depth while ordinary sums pass.
+func TestExpressionDepth(t *testing.T) {
+	chain := func(n int, sep string) string {
+		terms := make([]string, n)
+		for i := range terms {
+			terms[i] = "1"
+		}
+		return "return " + strings.Join(terms, sep)
+	}
+	if _, err := Check(chain(100, " + "), Options{}); err != nil {
+		t.Fatalf("a 100-term sum is ordinary: %v", err)
+	}
+	for name, src := range map[string]string{
+		"sum":   chain(5000, "+\n"),
+		"unary": "return " + strings.Repeat("- ", 2000) + "1",
+	} {
+		_, err := Check(src, Options{})
+		var probs Problems
+		if !errors.As(err, &probs) || probs.Rules()[0] != RuleNesting {
+			t.Fatalf("%s: want a nesting problem, got %v", name, err)
+		}
+	}
+}

@@ -21,6 +21,9 @@ type checker struct {
 	edits  []edit
 	fixEnd map[file.Idx]file.Idx
 
+	exprDepth    int  // nesting of the expression being walked
+	deepReported bool // the depth problem is reported once
+
 	allowed     map[string]bool
 	globalNames []string
 	tools       []string
@@ -45,6 +48,10 @@ func newChecker(src, wrapped string, opts Options, r *reporter) *checker {
 	c.globalNames = append(c.globalNames, opts.Globals...)
 	return c
 }
+
+// maxExprDepth bounds expression nesting: operator chains, nested calls and
+// literals. Ordinary agent code stays far below it.
+const maxExprDepth = 500
 
 // report adds a problem at a goja index of the wrapped source.
 func (c *checker) report(idx file.Idx, rule, msg string) {
