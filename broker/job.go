@@ -166,9 +166,13 @@ func (r *run) finish(typ api.EventType, payload any) {
 	if p, isErr := payload.(api.ErrorPayload); isErr {
 		code = string(p.Code)
 	}
+	wake := "0"
+	if r.tools.reading.Load() {
+		wake = "1"
+	}
 	ok, err := r.write(func(ctx context.Context) (int, error) {
 		return finishScript.Run(ctx, r.rt.rdb, r.k.all(), r.rt.id, eventID(ev.Seq), encodeEvent(ev),
-			code, nowMs(), maxEvents).Int()
+			code, nowMs(), maxEvents, wake).Int()
 	})
 	r.lost = true // nothing follows a terminal event
 	r.mu.Unlock()

@@ -58,8 +58,11 @@ return 1
 // finishScript writes a session's terminal event and marks it done, then lets
 // every key of the session expire after its ttl. ARGV[1] is the runtime that
 // must own the started session, or "" when the session must still be queued.
+// ARGV[7] = "1" also pushes an empty entry to the tools list, which wakes the
+// run's reader of tool answers from its blocking pop so it can stop at once.
 // KEYS: hash, events, pending, tools. ARGV: runtime id or "", event id, event
-// JSON, code, now ms, maxlen. Returns 1, or 0 when the status did not match.
+// JSON, code, now ms, maxlen[, wake]. Returns 1, or 0 when the status did not
+// match.
 var finishScript = redis.NewScript(`
 local v = redis.call('HMGET', KEYS[1], 'status', 'runtime', 'ttl')
 if not v[1] then return 0 end
@@ -70,6 +73,7 @@ elseif v[1] ~= 'started' or v[2] ~= ARGV[1] then
 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], ARGV[2], 'e', ARGV[3])
 redis.call('HSET', KEYS[1], 'status', 'done', 'code', ARGV[4], 'endedAt', ARGV[5])
+if ARGV[7] == '1' then redis.call('RPUSH', KEYS[4], '') end
 local ttl = tonumber(v[3]) or 300000
 for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
 return 1

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,9 +22,10 @@ const toolsBlock = time.Second
 // toolWaiters are the client tool calls of one run waiting for their answers,
 // and the one reader that hands the answers out.
 type toolWaiters struct {
-	once sync.Once
-	mu   sync.Mutex // guards waiting
-	wait map[string]chan api.ToolResultRequest
+	once    sync.Once
+	reading atomic.Bool // the reader was started: the run's end must wake it
+	mu      sync.Mutex  // guards wait
+	wait    map[string]chan api.ToolResultRequest
 }
 
 // clientTool is the run's supervisor.ToolFunc: it records the call as pending,
@@ -33,6 +35,7 @@ func (r *run) clientTool(ctx context.Context, call supervisor.ToolCall) (json.Ra
 	ch := r.tools.add(call.ID)
 	defer r.tools.remove(call.ID)
 	r.tools.once.Do(func() {
+		r.tools.reading.Store(true)
 		r.rt.runWG.Add(1)
 		go func() { defer r.rt.runWG.Done(); r.readAnswers(ctx) }()
 	})
@@ -80,6 +83,9 @@ func (r *run) readAnswers(ctx context.Context) {
 }
 
 func (r *run) deliver(raw string) {
+	if raw == "" {
+		return // the wake-up pushed at the run's end
+	}
 	var res api.ToolResultRequest
 	if err := json.Unmarshal([]byte(raw), &res); err != nil {
 		r.rt.log.Warn("unreadable tool answer", "session_id", r.id, "error", err)
