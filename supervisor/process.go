@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,6 +40,7 @@ type process struct {
 	stderrDone chan struct{}  // closed when the worker's stderr has been read to its end
 	runtimeOOM atomic.Bool    // the Go runtime in the worker died for lack of memory or stack
 	stderr     *io.PipeWriter // go-plugin copies the worker's stderr here
+	socket     string         // the worker's gRPC socket file, removed after it exits
 
 	mu       sync.Mutex
 	killedBy string // why the supervisor killed it: "timeout", "cancel", "memory", ...
@@ -120,7 +124,11 @@ func (p *process) connect() error {
 	if err != nil {
 		return err
 	}
-	p.pid = p.client.ReattachConfig().Pid
+	rc := p.client.ReattachConfig()
+	p.pid = rc.Pid
+	if rc.Addr != nil && rc.Addr.Network() == "unix" {
+		p.socket = rc.Addr.String()
+	}
 	if p.cgroup != nil {
 		if err := p.cgroup.AddPID(p.pid); err != nil {
 			return fmt.Errorf("move pid %d into cgroup: %w", p.pid, err)
@@ -223,8 +231,16 @@ func (p *process) waitExit(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// cleanup removes the worker's cgroup once the process is gone.
+// cleanup removes the worker's socket and cgroup once the process is gone. A worker
+// that was killed never removes its own socket (go-plugin puts each in a directory
+// of its own under the temp dir).
 func (p *process) cleanup() {
+	if p.socket != "" {
+		_ = os.Remove(p.socket)
+		if dir := filepath.Dir(p.socket); strings.HasPrefix(filepath.Base(dir), "plugin") {
+			_ = os.Remove(dir) // only if empty
+		}
+	}
 	if p.cgroup == nil {
 		return
 	}

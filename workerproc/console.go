@@ -84,6 +84,10 @@ func (r *run) formatArg(b *strings.Builder, a goja.Value, room int64) bool {
 		b.WriteString("[Function]")
 		return true
 	}
+	if o, ok := a.(*goja.Object); ok && o.ClassName() == "Error" {
+		b.WriteString(r.describe(o)) // "TypeError: message", as a console would
+		return true
+	}
 	w := r.writer(r.lim.MaxValueDepth, min(room+1, 1<<30))
 	if _, err := w.encode(a); err != nil {
 		if err == errCircular {

@@ -123,7 +123,7 @@ func (r *run) valueFailure(what string, err error) *ipcpb.WorkerMessage {
 	if isValueLimit(err) {
 		return r.failure(codeSerialization, fmt.Sprintf("%s: %v", what, err), 0, 0)
 	}
-	if errors.Is(err, errCircular) {
+	if errors.Is(err, errCircular) || errors.Is(err, errBigInt) {
 		return r.failure(codeScript, fmt.Sprintf("%s cannot be serialized: %v", what, err), 0, 0)
 	}
 	return r.failFrom(err)

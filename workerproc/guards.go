@@ -205,6 +205,8 @@ func (r *run) stringify(c goja.FunctionCall) goja.Value {
 		return goja.Undefined()
 	case err == errCircular:
 		panic(r.rt.NewTypeError("Converting circular structure to JSON"))
+	case err == errBigInt:
+		panic(r.rt.NewTypeError("Do not know how to serialize a BigInt"))
 	case err != nil:
 		panic(err)
 	case !wrote:

@@ -3,6 +3,7 @@ package workerproc
 import (
 	"errors"
 	"math"
+	"math/big"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -19,6 +20,7 @@ var (
 	errTooDeep  = errors.New("value nests deeper than the limit")
 	errTooLarge = errors.New("value is larger than the limit")
 	errCircular = errors.New("value has a circular reference")
+	errBigInt   = errors.New("a BigInt cannot be serialized to JSON")
 )
 
 // jsonWriter serializes goja values. It is used for results, tool arguments, console
@@ -84,6 +86,8 @@ func (w *jsonWriter) primitive(v goja.Value) error {
 		return nil
 	}
 	switch x := v.Export().(type) {
+	case *big.Int:
+		return errBigInt
 	case string:
 		return w.str(x)
 	case bool:

@@ -215,3 +215,18 @@ func TestRuntimeKeysReachNothingRefused(t *testing.T) {
 		})
 	}
 }
+
+func TestBigIntAndConsoleErrors(t *testing.T) {
+	out := runScript(t, "return 10n", testLimits(), echo)
+	if out.failure == nil || !strings.Contains(out.failure.Message, "BigInt") {
+		t.Fatalf("a BigInt result: %+v %+v", out.failure, out.final)
+	}
+	out = runScript(t, "try { JSON.stringify({a: 1n}) } catch (e) { return e instanceof TypeError }", testLimits(), echo)
+	if out.failure != nil || string(out.final.ResultJson) != "true" {
+		t.Fatalf("JSON.stringify of a BigInt: %+v %+v", out.failure, out.final)
+	}
+	out = runScript(t, "console.log(new RangeError('too far')); return 0", testLimits(), echo)
+	if len(out.console) != 1 || out.console[0].Text != "RangeError: too far" {
+		t.Fatalf("console of an Error: %+v", out.console)
+	}
+}

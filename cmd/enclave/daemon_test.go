@@ -231,7 +231,8 @@ func TestBadRequests(t *testing.T) {
 		{"unknown field", "POST", "/v1/sessions", `{"code":"1","bogus":1}`, 400},
 		{"empty body", "POST", "/v1/sessions", ``, 400},
 		{"empty code", "POST", "/v1/sessions", `{"code":""}`, 400},
-		{"oversized", "POST", "/v1/sessions", `{"code":"` + strings.Repeat("x", 2<<20) + `"}`, 413},
+		{"oversized", "POST", "/v1/sessions", `{"code":"` + strings.Repeat("x", 6<<20) + `"}`, 413},
+		{"script over the size budget", "POST", "/v1/sessions", `{"code":"` + strings.Repeat("x", 200<<10) + `"}`, 200},
 		{"loosening level", "POST", "/v1/sessions", `{"code":"1","securityLevel":"PERMISSIVE"}`, 400},
 		{"unknown session", "GET", "/v1/sessions/nope/events", ``, 404},
 		{"result for nothing", "POST", "/v1/sessions/nope/tool-result", `{"callId":"c1","result":1}`, 404},
@@ -244,8 +245,16 @@ func TestBadRequests(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
 			var e api.ErrorPayload
-			_ = json.NewDecoder(resp.Body).Decode(&e)
+			_ = json.Unmarshal(body, &e)
+			if tc.status == 200 {
+				// Refused by the pre-scan: the stream's error event says why.
+				if resp.StatusCode != 200 || !strings.Contains(string(body), `"code":"VALIDATION_ERROR"`) {
+					t.Fatalf("status %d body %.200s", resp.StatusCode, body)
+				}
+				return
+			}
 			if resp.StatusCode != tc.status || e.Code == "" {
 				t.Fatalf("status %d code %q, want %d with a code", resp.StatusCode, e.Code, tc.status)
 			}

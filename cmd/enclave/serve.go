@@ -75,7 +75,9 @@ func serve(ctx context.Context, cfg *limits.Config, configPath string, log *slog
 		return err
 	}
 	var draining atomic.Bool
-	handler := peerCheck(refuseWhileDraining(&draining, api.NewHandler(sessions, api.HandlerOptions{Logger: log})), cfg.SocketAccess)
+	handler := peerCheck(refuseWhileDraining(&draining, api.NewHandler(sessions, api.HandlerOptions{
+		Logger: log, MaxBodyBytes: maxBodyBytes(cfg),
+	})), cfg.SocketAccess)
 	srv := &http.Server{Handler: handler, ConnContext: withPeerCred, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: requestReadTimeout, IdleTimeout: idleConnTimeout}
 	go func() {
@@ -100,6 +102,12 @@ func serve(ctx context.Context, cfg *limits.Config, configPath string, log *slog
 	_ = os.Remove(cfg.Socket)
 	log.Info("daemon stopped")
 	return nil
+}
+
+// maxBodyBytes lets a request carry the largest value the daemon's limits allow (a
+// client tool's result, custom globals) plus room for the envelope.
+func maxBodyBytes(cfg *limits.Config) int64 {
+	return max(cfg.Values().MaxValueBytes, api.DefaultMaxBodyBytes-64<<10) + 64<<10
 }
 
 func closeSupervisor(sup *supervisor.Supervisor, log *slog.Logger) {
