@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"path"
@@ -35,6 +36,9 @@ type HandlerOptions struct {
 	Authenticate func(r *http.Request) (owner string, err error)
 	// Logger receives handler failures and recovered panics. Default slog.Default().
 	Logger *slog.Logger
+	// Tools describes what scripts may call, for GET /v1/tools: a value answered as
+	// JSON, and the same as text for ?format=text. Nil: the route answers 404.
+	Tools func(ctx context.Context) (value any, text string, err error)
 }
 
 func (o HandlerOptions) withDefaults() HandlerOptions {
@@ -99,6 +103,7 @@ func (h *handler) routes() []route {
 		{"/v1/sessions/{id}", map[string]http.HandlerFunc{"DELETE": h.auth(h.cancel)}},
 		{"/v1/sessions/{id}/events", map[string]http.HandlerFunc{"GET": h.auth(h.events)}},
 		{"/v1/sessions/{id}/tool-result", map[string]http.HandlerFunc{"POST": h.auth(h.toolResult)}},
+		{"/v1/tools", map[string]http.HandlerFunc{"GET": h.auth(h.tools)}},
 		{"/healthz", map[string]http.HandlerFunc{"GET": h.healthz}},
 		{"/readyz", map[string]http.HandlerFunc{"GET": h.readyz}},
 	}
@@ -242,6 +247,26 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeOK(w)
+}
+
+// tools answers GET /v1/tools: the declarations a model's prompt needs.
+func (h *handler) tools(w http.ResponseWriter, r *http.Request) {
+	if h.opts.Tools == nil {
+		writeError(w, Errorf(CodeNotFound, "this server does not describe its tools"))
+		return
+	}
+	value, text, err := h.opts.Tools(r.Context())
+	if err != nil {
+		h.fail(w, r, "describe tools", err)
+		return
+	}
+	if r.URL.Query().Get("format") == "text" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, text)
+		return
+	}
+	writeJSON(w, http.StatusOK, value)
 }
 
 func (h *handler) healthz(w http.ResponseWriter, _ *http.Request) {

@@ -303,3 +303,37 @@ func children() []string {
 	}
 	return out
 }
+
+// GET /v1/tools describes the daemon's tools as JSON, and as text for a prompt.
+func TestToolsRoute(t *testing.T) {
+	d := startDaemon(t, func(c *limits.Config) {
+		c.Tools = []limits.Tool{{Name: "weather:today", Description: "Today's forecast for a city.",
+			InputSchema: map[string]any{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}},
+			Exec:        &limits.ExecTool{Command: []string{"cat"}, Timeout: limits.Duration(time.Second)}}}
+	})
+	get := func(path string) string {
+		resp, err := d.http().Get("http://x" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, body)
+		}
+		return string(body)
+	}
+	var cat struct {
+		Tools        []struct{ Name string } `json:"tools"`
+		Declarations string                  `json:"declarations"`
+	}
+	if err := json.Unmarshal([]byte(get("/v1/tools")), &cat); err != nil {
+		t.Fatal(err)
+	}
+	if len(cat.Tools) != 1 || cat.Tools[0].Name != "weather:today" || !strings.Contains(cat.Declarations, "city") {
+		t.Fatalf("catalog %+v", cat)
+	}
+	if text := get("/v1/tools?format=text"); !strings.Contains(text, "weather:today") || !strings.Contains(text, "Today's forecast") {
+		t.Fatalf("text:\n%s", text)
+	}
+}

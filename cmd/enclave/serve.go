@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/enclave-go/enclave/api"
+	"github.com/enclave-go/enclave/codemode"
 	"github.com/enclave-go/enclave/limits"
 	"github.com/enclave-go/enclave/supervisor"
 )
@@ -64,6 +65,11 @@ func serve(ctx context.Context, cfg *limits.Config, configPath string, log *slog
 		return err
 	}
 	defer stopMetrics()
+	// MCP servers in the config are reached through one registry, so the tool
+	// declarations come from the same connections scripts call through.
+	mcp := codemode.NewRegistry(log)
+	defer mcp.Close()
+	supervisor.ProviderFactory = mcp.Factory
 	sup, err := supervisor.New(ctx, supervisor.Options{Config: cfg, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
@@ -76,7 +82,7 @@ func serve(ctx context.Context, cfg *limits.Config, configPath string, log *slog
 	}
 	var draining atomic.Bool
 	handler := peerCheck(refuseWhileDraining(&draining, api.NewHandler(sessions, api.HandlerOptions{
-		Logger: log, MaxBodyBytes: maxBodyBytes(cfg),
+		Logger: log, MaxBodyBytes: maxBodyBytes(cfg), Tools: describeTools(sup, mcp),
 	})), cfg.SocketAccess)
 	srv := &http.Server{Handler: handler, ConnContext: withPeerCred, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: requestReadTimeout, IdleTimeout: idleConnTimeout}
@@ -102,6 +108,14 @@ func serve(ctx context.Context, cfg *limits.Config, configPath string, log *slog
 	_ = os.Remove(cfg.Socket)
 	log.Info("daemon stopped")
 	return nil
+}
+
+// describeTools answers GET /v1/tools from the configuration new runs use.
+func describeTools(sup *supervisor.Supervisor, mcp *codemode.Registry) func(context.Context) (any, string, error) {
+	return func(ctx context.Context) (any, string, error) {
+		cat := codemode.BuildCatalog(ctx, sup.Config(), mcp.Lister)
+		return cat, cat.Text(), nil
+	}
 }
 
 // maxBodyBytes lets a request carry the largest value the daemon's limits allow (a
