@@ -32,6 +32,8 @@ type Request struct {
 	// ClientTool answers calls to ClientTools. It gets the run's context, which ends
 	// with the run.
 	ClientTool ToolFunc
+	// SessionID names the run in the daemon's log. Default: none.
+	SessionID string
 	// OnEvent gets the run's console output and client tool events as they happen.
 	// It is called from several goroutines, never concurrently for console events.
 	OnEvent func(Event)
@@ -144,18 +146,21 @@ func (e *Execution) Wait(ctx context.Context) (*Result, error) {
 	return res, err
 }
 
+// logRun writes one line per run: debug when it succeeded or the script itself
+// failed, warn when a limit, a tool or the worker ended it.
 func (s *Supervisor) logRun(e *Execution, w *worker, err error, d time.Duration) {
+	attrs := []any{"session_id", e.req.SessionID, "worker_id", w.id, "duration_ms", d.Milliseconds()}
 	if err == nil {
-		s.log.Debug("run finished", "worker_id", w.id, "duration_ms", d.Milliseconds())
+		s.log.Debug("run finished", attrs...)
 		return
 	}
-	var ae *api.Error
-	if errors.As(err, &ae) && (ae.Code == api.CodeScript || ae.Code == api.CodeValidation) {
-		s.log.Debug("run failed", "worker_id", w.id, "code", string(ae.Code), "duration_ms", d.Milliseconds())
+	code := api.CodeOf(err)
+	attrs = append(attrs, "code", string(code))
+	if code == api.CodeScript || code == api.CodeValidation {
+		s.log.Debug("run failed", attrs...)
 		return
 	}
-	s.log.Warn("run failed", "worker_id", w.id, "code", string(api.CodeOf(err)),
-		"error", err, "duration_ms", d.Milliseconds())
+	s.log.Warn("run failed", append(attrs, "error", err)...)
 }
 
 // dispatch runs a planned script on worker w over one stream.

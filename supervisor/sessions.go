@@ -79,6 +79,7 @@ func (m *Sessions) Create(ctx context.Context, owner string, req api.CreateReque
 	runCtx, cancel := context.WithCancel(context.Background())
 	sess.cancel = cancel
 	ex.req.ClientTool = sess.clientTool
+	ex.req.SessionID = sess.id
 	ex.req.OnEvent = func(e Event) { sess.emit(e.Type, e.Payload) }
 	sess.emit(api.EventSessionInit, api.SessionInitPayload{SecurityLevel: ex.Level(), Limits: ex.Limits()})
 	go m.run(runCtx, sess, ex)

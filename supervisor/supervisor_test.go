@@ -182,6 +182,28 @@ func TestHardKillAtDeadline(t *testing.T) {
 	}
 }
 
+// A script that spends its time inside long native sorts is still stopped within
+// its deadline plus a second (by the interrupt between sorts or the hard kill).
+func TestHardKillOfLongSort(t *testing.T) {
+	s := newSupervisor(t, testConfig(t, func(c *limits.Config) {
+		d := limits.Duration(time.Second)
+		big := int64(1 << 40)
+		c.Limits.Timeout, c.Limits.MaxIterations = &d, &big
+	}), "")
+	start := time.Now()
+	_, err := run(t, s, supervisor.Request{Code: `const a = [];
+for (let i = 0; i < 1500000; i++) a.push((i * 7919) % 1000003);
+for (let r = 0; r < 50; r++) { a.reverse(); a.sort(); }
+return a.length`})
+	code := api.CodeOf(err)
+	if code != api.CodeTimeout {
+		t.Fatalf("want TIMEOUT, got %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("TIMEOUT after %s with a 1s limit", d)
+	}
+}
+
 func TestTimeoutOfBusyLoop(t *testing.T) {
 	s := newSupervisor(t, testConfig(t, func(c *limits.Config) {
 		d := limits.Duration(time.Second)
