@@ -159,10 +159,10 @@ func (rt *Runtime) Run(ctx context.Context) error {
 
 	select {
 	case <-ctx.Done():
-		rt.health.Set(0)
 		stopRead()
 		rt.loopWG.Wait()
 		rt.runWG.Wait()
+		rt.health.Set(0) // after the loops: a last heartbeat may have set 1
 		return ctx.Err()
 	case <-rt.drained:
 	}
