@@ -49,6 +49,11 @@ func Main() int {
 	// The worker's own goroutines (gRPC, the run) must stay small; a runaway native
 	// recursion should fail this process fast, not grow a gigabyte of stack.
 	debug.SetMaxStack(256 << 20)
+	// Each run leaves about half a megabyte of garbage (a fresh runtime and its
+	// frozen intrinsics) over a live heap of a few megabytes: collecting at every
+	// doubling spends a fifth of the worker's CPU on GC. The per-run memory limit
+	// still forces collection before the heap nears the run's budget.
+	debug.SetGCPercent(400)
 	harden()
 	go exitWithParent(os.Getppid())
 	ipc.Serve(NewServer())

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -49,6 +50,7 @@ func runServe(ctx context.Context, args []string, io stdio) int {
 		cfg.Socket = *socket
 	}
 	log := newLogger(cfg.Log, io.err)
+	tuneGC()
 	if err := serve(ctx, cfg, *configPath, log); err != nil {
 		log.Error("daemon stopped", "error", err)
 		return 1
@@ -165,6 +167,16 @@ func reload(sup *supervisor.Supervisor, path string, log *slog.Logger) {
 		return
 	}
 	log.Info("config reloaded", "path", path, "security_level", string(cfg.SecurityLevel))
+}
+
+// tuneGC collects less often than Go's default unless GOGC says otherwise: the
+// daemon's live heap is small and each run leaves short-lived garbage (events,
+// JSON), so the default spends a measurable share of CPU on collection
+// (docs/performance.md).
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(300)
+	}
 }
 
 // newLogger builds the daemon's one logger: text for a terminal, JSON on request.
