@@ -12,7 +12,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/enclave-go/enclave/api"
-	"github.com/enclave-go/enclave/limits"
 	"github.com/enclave-go/enclave/supervisor"
 )
 
@@ -90,10 +89,9 @@ func (r *run) start(ctx context.Context) (api.CreateRequest, bool) {
 
 // execute runs the request on the supervisor and writes its outcome.
 func (r *run) execute(ctx context.Context, req api.CreateRequest) {
-	ex, err := r.rt.sup.Start(ctx, supervisor.Request{
-		Code: req.Code, Level: req.SecurityLevel, Limits: overrides(req.Limits), Globals: req.Globals,
-		ClientTools: req.ClientTools, ClientTool: r.clientTool, OnEvent: r.onEvent,
-	})
+	sreq := supervisor.RequestFrom(req)
+	sreq.ClientTool, sreq.OnEvent, sreq.SessionID = r.clientTool, r.onEvent, r.id
+	ex, err := r.rt.sup.Start(ctx, sreq)
 	if err != nil {
 		r.finish(api.EventError, errorPayload(err))
 		return
@@ -224,22 +222,4 @@ func (rt *Runtime) finishJob(ctx context.Context, stream, entry, id string) {
 	if err != nil && ctx.Err() == nil {
 		rt.log.Warn("ack job", "stream", stream, "entry", entry, "error", err)
 	}
-}
-
-// overrides converts a request's limit overrides to the config's type.
-func overrides(o *api.LimitOverrides) limits.Overrides {
-	var out limits.Overrides
-	if o == nil {
-		return out
-	}
-	if o.Timeout != nil {
-		d := limits.Duration(*o.Timeout)
-		out.Timeout = &d
-	}
-	out.MaxIterations, out.MaxToolCalls, out.MaxConsoleCalls = o.MaxIterations, o.MaxToolCalls, o.MaxConsoleCalls
-	if o.MaxConsoleOutputBytes != nil {
-		b := limits.ByteSize(*o.MaxConsoleOutputBytes)
-		out.MaxConsoleOutputBytes = &b
-	}
-	return out
 }

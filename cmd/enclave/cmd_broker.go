@@ -29,6 +29,7 @@ func runBroker(ctx context.Context, args []string, io stdio) int {
 		return 1
 	}
 	log := newLogger(cfg.Log, io.err)
+	tuneGC()
 	if err := serveBroker(ctx, cfg, log); err != nil {
 		log.Error("broker stopped", "error", err)
 		return 1

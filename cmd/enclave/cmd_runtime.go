@@ -21,6 +21,7 @@ func runRuntime(ctx context.Context, args []string, io stdio) int {
 		return 2
 	}
 	log := newLogger(cfg.Log, io.err)
+	tuneGC()
 	if err := serveRuntime(ctx, cfg, log); err != nil {
 		log.Error("runtime stopped", "error", err)
 		return 1
