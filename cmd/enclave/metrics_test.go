@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -17,21 +16,10 @@ import (
 	"github.com/enclave-go/enclave/limits"
 )
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // A scrape of /metrics after real runs (a success, a script error, a timeout that
 // needed the hard kill, a worker killed from outside) shows each family moved.
 func TestMetricsScrape(t *testing.T) {
-	addr := freePort(t)
+	addr := freeLoopbackAddr(t)
 	d := startDaemon(t, func(c *limits.Config) {
 		c.Metrics.Listen = addr
 		c.Pool.Size, c.Pool.MinWorkers = 1, 1
