@@ -136,10 +136,7 @@ func (s *Supervisor) setupCgroups() *limits.Cgroups {
 		s.log.Warn("cgroups unavailable; memory is capped by RSS sampling only", "error", err)
 		return nil
 	}
-	if cg.Mode() == limits.CgroupNone {
-		s.log.Warn("cgroups unavailable; memory is capped by RSS sampling only", "reason", cg.Reason())
-	}
-	return cg
+	return cg // limits logs the mode it found, and why when it is none
 }
 
 func (s *Supervisor) cgroupMode() string {
