@@ -18,6 +18,10 @@ import (
 // recurses in Go for both, and a deep enough input would exhaust the Go stack.
 const maxJSONDepth = 1000
 
+// maxNativeWalk bounds how many indexes one built-in may walk (2^24: a fraction of a
+// second in goja even for a dense array).
+const maxNativeWalk = 1 << 24
+
 // guardBudget is the most one built-in call may allocate: half the run's memory
 // budget, so the copy a built-in makes still fits.
 func (r *run) guardBudget() int64 {
@@ -88,6 +92,18 @@ func (r *run) installGuards() {
 			return nil, !r.overBudget("Array."+name, 16*lengthOf(c.This))
 		})
 	}
+	// Methods that walk every index, holes included, in one native loop the
+	// interrupt cannot stop: bound the walk rather than wait for the hard kill.
+	for _, name := range []string{"indexOf", "lastIndexOf", "includes", "find", "findIndex",
+		"findLast", "findLastIndex", "every", "some", "forEach", "reduce", "reduceRight"} {
+		r.wrap(arrProto, name, func(c goja.FunctionCall) ([]goja.Value, bool) {
+			if n := lengthOf(c.This); n > maxNativeWalk {
+				r.stop(codeIterations, "Array.%s would walk %d elements, over %d", name, n, maxNativeWalk)
+				return nil, false
+			}
+			return nil, true
+		})
+	}
 	r.wrap(arrProto, "concat", func(c goja.FunctionCall) ([]goja.Value, bool) {
 		total := lengthOf(c.This)
 		for _, a := range c.Arguments {
@@ -102,6 +118,26 @@ func (r *run) installGuards() {
 		return nil, !r.overBudget("Function.apply", 16*lengthOf(c.Argument(1)))
 	})
 	r.installJSON(g.Get("JSON").ToObject(r.rt))
+	if r.lim.LinearRegexOnly {
+		r.linearRegexOnly(g, strProto)
+	}
+}
+
+// linearRegexOnly closes the routes by which a string built at run time would be
+// compiled as a regular expression, at the levels that allow only literals the
+// validator has checked: RegExp.prototype.compile, and match, matchAll and search
+// given a string (they compile it; replace and split take strings literally).
+func (r *run) linearRegexOnly(g, strProto *goja.Object) {
+	reProto := g.Get("RegExp").ToObject(r.rt).Get("prototype").ToObject(r.rt)
+	_ = reProto.Delete("compile")
+	for _, name := range []string{"match", "matchAll", "search"} {
+		r.wrap(strProto, name, func(c goja.FunctionCall) ([]goja.Value, bool) {
+			if o, ok := c.Argument(0).(*goja.Object); !ok || o.ClassName() != "RegExp" {
+				panic(r.rt.NewTypeError("String.%s takes a regular expression literal at this security level", name))
+			}
+			return nil, true
+		})
+	}
 }
 
 // scaled is unit*n for a count a script passed; a count the built-in will refuse
@@ -137,6 +173,11 @@ func lengthOf(v goja.Value) int64 {
 func toLength(v goja.Value) int64 {
 	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
 		return 0
+	}
+	if _, isObject := v.(*goja.Object); isObject {
+		// An object length converts through valueOf, which may answer the guard
+		// with one number and the built-in with another: count it as unbounded.
+		return 1<<53 - 1
 	}
 	f := v.ToFloat()
 	if math.IsNaN(f) || f <= 0 {

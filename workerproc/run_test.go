@@ -230,3 +230,36 @@ func TestBigIntAndConsoleErrors(t *testing.T) {
 		t.Fatalf("console of an Error: %+v", out.console)
 	}
 }
+
+// Second round of attacks: lengths that change between reads, runtime regexes at the
+// linear-only levels, and native walks over huge sparse lengths.
+func TestGuardsSecondRound(t *testing.T) {
+	strict := testLimits()
+	strict.LinearRegexOnly = true
+	shifty := "let c = 0; const n = {valueOf: () => { c++; return c < 2 ? 1 : 2 ** 29 }};"
+	cases := []struct {
+		name, body string
+		lim        *ipcpb.Limits
+		code       string
+	}{
+		{"Array.from shifting length", shifty + "return Array.from({length: n}).length", testLimits(), "MEMORY_LIMIT_EXCEEDED"},
+		{"join shifting length", shifty + "return [].join.call({length: n}, 'x').length", testLimits(), "MEMORY_LIMIT_EXCEEDED"},
+		{"apply shifting length", shifty + "return Math.max.apply(null, {length: n})", testLimits(), "MEMORY_LIMIT_EXCEEDED"},
+		{"indexOf huge", "return [].indexOf.call({length: 2 ** 53 - 1}, 1)", testLimits(), "MAX_ITERATIONS"},
+		{"includes huge sparse", "return new Array(2 ** 30).includes(1)", testLimits(), "MAX_ITERATIONS"},
+		{"compile at STRICT", "const r = /x/; r.compile(['^(a+)', '+$'].join('')); return r.test('aaa!')", strict, "SCRIPT_ERROR"},
+		{"search string at STRICT", "return 'aaa'.search(['(a+)', '+$'].join(''))", strict, "SCRIPT_ERROR"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := runScript(t, tc.body, tc.lim, echo)
+			if out.failure == nil || out.failure.Code != tc.code {
+				t.Fatalf("want %s, got %+v %+v", tc.code, out.failure, out.final)
+			}
+		})
+	}
+	out := runScript(t, "return ['aXbXc'.search(/X/), 'aXb'.match(/X/)[0], 'a-b'.split('-').length]", strict, echo)
+	if out.failure != nil || string(out.final.ResultJson) != `[1,"X",2]` {
+		t.Fatalf("literal regexes at STRICT: %+v %+v", out.failure, out.final)
+	}
+}
