@@ -192,7 +192,7 @@ func TestHardKillOfLongSort(t *testing.T) {
 	}), "")
 	start := time.Now()
 	_, err := run(t, s, supervisor.Request{Code: `const a = [];
-for (let i = 0; i < 1500000; i++) a.push((i * 7919) % 1000003);
+for (let i = 0; i < 1000000; i++) a.push((i * 7919) % 1000003);
 for (let r = 0; r < 50; r++) { a.reverse(); a.sort(); }
 return a.length`})
 	code := api.CodeOf(err)
