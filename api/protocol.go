@@ -234,6 +234,7 @@ const (
 	CodeInvalidRequest      Code = "INVALID_REQUEST" // malformed HTTP request body or parameters
 	CodeNotFound            Code = "NOT_FOUND"       // no such session
 	CodeToolCallNotExpected Code = "TOOL_CALL_NOT_PENDING"
+	CodeUnavailable         Code = "UNAVAILABLE" // the server is stopping or its store is unreachable
 )
 
 // Error is an error with a wire code. Every layer below the API returns these (or

@@ -30,6 +30,7 @@ var statusByCode = map[Code]int{
 	CodeWorkerCrashed:       http.StatusInternalServerError,
 	CodeRuntimeLost:         http.StatusBadGateway,
 	CodeQueueTimeout:        http.StatusServiceUnavailable,
+	CodeUnavailable:         http.StatusServiceUnavailable,
 	CodeTimeout:             http.StatusGatewayTimeout,
 	CodeToolTimeout:         http.StatusGatewayTimeout,
 }
@@ -46,7 +47,7 @@ func StatusOf(c Code) int {
 // retryable codes are answered with Retry-After: the refusal is about load, and
 // the same request may succeed a moment later.
 func retryable(c Code) bool {
-	return c == CodeQueueFull || c == CodeSessionLimit || c == CodeQueueTimeout
+	return c == CodeQueueFull || c == CodeSessionLimit || c == CodeQueueTimeout || c == CodeUnavailable
 }
 
 // okBody is the body of every successful non-stream answer that carries no data.

@@ -213,6 +213,8 @@ func (s *Supervisor) lost(ctx context.Context, w *worker, cause error) error {
 	case <-time.After(200 * time.Millisecond):
 	}
 	switch {
+	case w.killReason() == "shutdown":
+		return api.Errorf(api.CodeUnavailable, "the daemon stopped before the run ended")
 	case w.killReason() == "timeout":
 		return api.Errorf(api.CodeTimeout, "the script did not stop at its deadline; its worker was killed")
 	case w.killReason() == "memory" || w.oomKilled() || w.runtimeOOM.Load():

@@ -23,17 +23,23 @@ type Sessions struct {
 	sessions map[string]*session
 	open     int     // sessions not yet ended
 	finished []ended // ended sessions kept for replay, oldest first
+	kept     int64   // payload bytes of the ended sessions kept
 }
 
 type ended struct {
-	id string
-	at time.Time
+	id    string
+	at    time.Time
+	bytes int64
 }
 
-// maxRetained bounds the ended sessions kept for replay: each holds its whole event
-// log, up to the console and result limits, so retention by time alone would let a
-// busy daemon's memory grow with its throughput.
-const maxRetained = 256
+// maxRetained and maxRetainedBytes bound the ended sessions kept for replay: each
+// holds its whole event log, up to the console and result limits, so retention by
+// time alone would let a busy daemon's memory grow with its throughput, and by count
+// alone with the size of results.
+const (
+	maxRetained      = 256
+	maxRetainedBytes = 64 << 20
+)
 
 // NewSessions returns a Backend over sup. Finished sessions stay replayable for
 // retain; at most max sessions may be open at once (SESSION_LIMIT beyond).
@@ -48,6 +54,7 @@ type session struct {
 
 	mu      sync.Mutex // guards the fields below
 	events  []api.Event
+	bytes   int64         // payload bytes of events
 	changed chan struct{} // closed and replaced when an event is added
 	done    bool
 	pending map[string]chan api.ToolResultRequest
@@ -59,7 +66,9 @@ func (s *session) emit(typ api.EventType, payload any) {
 	if s.done {
 		return
 	}
-	s.events = append(s.events, api.NewEvent(s.id, int64(len(s.events))+1, typ, payload))
+	e := api.NewEvent(s.id, int64(len(s.events))+1, typ, payload)
+	s.events = append(s.events, e)
+	s.bytes += int64(len(e.Payload))
 	s.done = typ.Terminal()
 	close(s.changed)
 	s.changed = make(chan struct{})
@@ -116,20 +125,27 @@ func (m *Sessions) run(ctx context.Context, sess *session, ex *Execution) {
 	} else {
 		sess.emit(api.EventFinal, api.FinalPayload{Result: res.Value, Stats: res.Stats})
 	}
-	m.retire(sess.id)
+	sess.mu.Lock()
+	size := sess.bytes
+	sess.mu.Unlock()
+	m.retire(sess.id, size)
 }
 
-// retire keeps an ended session replayable for the retention time or until
-// maxRetained newer ones have ended, whichever comes first. Expired sessions are
+// retire keeps an ended session replayable for the retention time, until maxRetained
+// newer ones have ended, or until newer ones fill maxRetainedBytes, whichever comes
+// first (the newest is always kept, whatever its size). Expired sessions are
 // dropped as later ones end, so no timer is kept per session.
-func (m *Sessions) retire(id string) {
+func (m *Sessions) retire(id string, size int64) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.open--
-	m.finished = append(m.finished, ended{id: id, at: now})
-	for len(m.finished) > 0 && (len(m.finished) > maxRetained || now.Sub(m.finished[0].at) > m.retain) {
+	m.finished = append(m.finished, ended{id: id, at: now, bytes: size})
+	m.kept += size
+	for len(m.finished) > 1 && (len(m.finished) > maxRetained || m.kept > maxRetainedBytes ||
+		now.Sub(m.finished[0].at) > m.retain) {
 		delete(m.sessions, m.finished[0].id)
+		m.kept -= m.finished[0].bytes
 		m.finished = m.finished[1:]
 	}
 }

@@ -195,9 +195,11 @@ func refuseWhileDraining(draining *atomic.Bool, next http.Handler) http.Handler 
 		creating := r.Method == http.MethodPost && r.URL.Path == "/v1/sessions"
 		if draining.Load() && (creating || r.URL.Path == "/readyz") {
 			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", "1")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_ = json.NewEncoder(w).Encode(map[string]string{
-				"status": "not ready", "code": string(api.CodeInternal), "reason": "the daemon is shutting down",
+				"status": "not ready", "reason": "the daemon is shutting down",
+				"code": string(api.CodeUnavailable), "message": "the daemon is shutting down",
 			})
 			return
 		}
