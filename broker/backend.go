@@ -141,12 +141,12 @@ func (b *Backend) enqueue(ctx context.Context, id, target string) error {
 	return storeError("queue session", err)
 }
 
-// storeError wraps a Redis failure as INTERNAL; nil stays nil.
+// storeError wraps a Redis failure as UNAVAILABLE (503, retry later); nil stays nil.
 func storeError(what string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return &api.Error{Code: api.CodeInternal, Message: fmt.Sprintf("%s: store unavailable: %v", what, err)}
+	return &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("%s: store unavailable: %v", what, err)}
 }
 
 // checkOwner returns NOT_FOUND for an unknown (or expired) session and

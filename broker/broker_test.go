@@ -193,6 +193,12 @@ func TestRuntimeLostAndClaim(t *testing.T) {
 	if got := sessionField(t, b.rdb, s1, "runtime"); got != dying.ID() {
 		t.Fatalf("s1 runtime %q, want %q", got, dying.ID())
 	}
+	// The call it was waiting on is no longer pending: a late answer is refused,
+	// not queued for a reader that will never come.
+	late := api.ToolResultRequest{CallID: toolCallID(t, all[1]), Result: []byte("1")}
+	if err := b.ToolResult(ctx, "alice", s1, late); api.CodeOf(err) != api.CodeToolCallNotExpected {
+		t.Fatalf("late answer after RUNTIME_LOST: %v", err)
+	}
 	for id, want := range map[string]string{s2: "7", s3: "8"} {
 		evs := collect(t, b, "alice", id, 1)
 		if got := finalResult(t, evs[len(evs)-1]); got != want {

@@ -168,6 +168,13 @@ func (r *run) finish(typ api.EventType, payload any) {
 	if r.tools.reading.Load() {
 		wake = "1"
 	}
+	// Free the session's place before the client can read the terminal event:
+	// a client that submits its next session on seeing it must find the place
+	// free. (The open-sessions set lives in another hash slot, so it cannot be
+	// part of the finishing script on Redis Cluster.)
+	if err := r.rt.rdb.ZRem(r.live, openSessionsKey, r.id).Err(); err != nil && r.live.Err() == nil {
+		r.rt.log.Warn("free session place", "session_id", r.id, "error", err)
+	}
 	ok, err := r.write(func(ctx context.Context) (int, error) {
 		return finishScript.Run(ctx, r.rt.rdb, r.k.all(), r.rt.id, eventID(ev.Seq), encodeEvent(ev),
 			code, nowMs(), maxEvents, wake).Int()

@@ -80,13 +80,18 @@ return 1
 `)
 
 // toolResultScript hands a client's answer to the runtime, once per pending
-// call, and only from the session's owner.
+// call, only from the session's owner, and only while the session runs: a
+// session that ended (RUNTIME_LOST included) has no reader for the answer.
 // KEYS: hash, pending, tools. ARGV: owner, call id, answer JSON.
 // Returns ok, nf (no session), unauth or np (call not pending).
 var toolResultScript = redis.NewScript(`
-local v = redis.call('HMGET', KEYS[1], 'owner', 'ttl')
+local v = redis.call('HMGET', KEYS[1], 'owner', 'ttl', 'status')
 if not v[1] then return 'nf' end
 if v[1] ~= ARGV[1] then return 'unauth' end
+if v[3] == 'done' then
+  redis.call('DEL', KEYS[2])
+  return 'np'
+end
 if redis.call('HDEL', KEYS[2], ARGV[2]) == 0 then return 'np' end
 redis.call('RPUSH', KEYS[3], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], tonumber(v[2]) or 300000)

@@ -30,6 +30,7 @@ func runBroker(ctx context.Context, args []string, io stdio) int {
 	}
 	log := newLogger(cfg.Log, io.err)
 	tuneGC()
+	defer ignoreHUP(log, "broker")()
 	if err := serveBroker(ctx, cfg, log); err != nil {
 		log.Error("broker stopped", "error", err)
 		return 1

@@ -22,6 +22,7 @@ func runRuntime(ctx context.Context, args []string, io stdio) int {
 	}
 	log := newLogger(cfg.Log, io.err)
 	tuneGC()
+	defer ignoreHUP(log, "runtime")()
 	if err := serveRuntime(ctx, cfg, log); err != nil {
 		log.Error("runtime stopped", "error", err)
 		return 1

@@ -153,6 +153,25 @@ func reloadOnHUP(sup *supervisor.Supervisor, path string, log *slog.Logger) func
 	return func() { signal.Stop(hup); close(done) }
 }
 
+// ignoreHUP keeps SIGHUP (Go's default: exit) from killing a process that reads
+// its config only at start, and says so in the log. It returns the stop function.
+func ignoreHUP(log *slog.Logger, what string) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				log.Warn("SIGHUP ignored: the " + what + " reads its config only at start; restart it to apply a change")
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
+}
+
 func reload(sup *supervisor.Supervisor, path string, log *slog.Logger) {
 	if path == "" {
 		log.Info("reload skipped: the daemon runs on built-in defaults, no file to read")
