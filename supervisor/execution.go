@@ -328,7 +328,7 @@ func (s *Supervisor) plan(req Request) (*plan, error) {
 		return nil, err
 	}
 	p := &plan{level: level, values: values, clientTools: req.ClientTools}
-	globals, names, err := encodeGlobals(req.Globals, values.MaxValueBytes)
+	globals, names, err := encodeGlobals(req.Globals, values.MaxValueBytes, values.MaxValueDepth)
 	if err != nil {
 		return p, err
 	}
@@ -354,11 +354,12 @@ func resolveLimits(cfg *limits.Config, req Request) (limits.Level, limits.Values
 		if err != nil {
 			return "", values, api.Errorf(api.CodeInvalidRequest, "securityLevel: %v", err)
 		}
-		values = limits.ForLevel(l).Apply(cfg.Limits)
+		values = limits.ForLevel(l)
 		values.WorkerMemory, values.RunsPerWorker = base.WorkerMemory, base.RunsPerWorker
 		if err := base.Stricter(values); err != nil {
 			return "", values, api.Errorf(api.CodeInvalidRequest, "securityLevel %s is looser than the daemon's %s: %v", l, level, err)
 		}
+		values = tighterOf(values, base)
 		level = l
 	}
 	values, err := values.Tighten(req.Limits)
@@ -369,6 +370,21 @@ func resolveLimits(cfg *limits.Config, req Request) (limits.Level, limits.Values
 		return "", values, api.Errorf(api.CodeInvalidRequest, "limits: timeout %s is under 1ms", values.Timeout)
 	}
 	return level, values, nil
+}
+
+// tighterOf is a requested level's values held under the daemon's: each limit is
+// the smaller of the two, so a daemon configured tighter than the level's table
+// stays tighter, and a looser configured value never raises the level's own.
+func tighterOf(v, ceiling limits.Values) limits.Values {
+	v.Timeout = min(v.Timeout, ceiling.Timeout)
+	v.MaxIterations = min(v.MaxIterations, ceiling.MaxIterations)
+	v.MaxToolCalls = min(v.MaxToolCalls, ceiling.MaxToolCalls)
+	v.MaxConsoleCalls = min(v.MaxConsoleCalls, ceiling.MaxConsoleCalls)
+	v.MaxConsoleOutputBytes = min(v.MaxConsoleOutputBytes, ceiling.MaxConsoleOutputBytes)
+	v.MaxValueDepth = min(v.MaxValueDepth, ceiling.MaxValueDepth)
+	v.MaxValueBytes = min(v.MaxValueBytes, ceiling.MaxValueBytes)
+	v.ScrubStacks = v.ScrubStacks || ceiling.ScrubStacks
+	return v
 }
 
 // workerLimits is what the worker enforces itself.
@@ -384,7 +400,7 @@ func workerLimits(cfg *limits.Config, v limits.Values) *ipcpb.Limits {
 }
 
 // encodeGlobals turns custom globals into one JSON object and returns their names.
-func encodeGlobals(globals map[string]json.RawMessage, maxBytes int64) ([]byte, []string, error) {
+func encodeGlobals(globals map[string]json.RawMessage, maxBytes, maxDepth int64) ([]byte, []string, error) {
 	if len(globals) == 0 {
 		return nil, nil, nil
 	}
@@ -402,8 +418,11 @@ func encodeGlobals(globals map[string]json.RawMessage, maxBytes int64) ([]byte, 
 		names = append(names, name)
 	}
 	data, err := json.Marshal(globals)
+	if err == nil && int64(limits.JSONDepth(data)) > maxDepth+1 { // +1: the object of names
+		err = fmt.Errorf("globals nest deeper than the level's value depth %d", maxDepth)
+	}
 	if err != nil {
-		return nil, nil, api.Errorf(api.CodeValidation, "globals: %v", err)
+		return nil, nil, api.Errorf(api.CodeInvalidRequest, "globals: %v", err)
 	}
 	if int64(len(data)) > maxBytes {
 		return nil, nil, api.Errorf(api.CodeInvalidRequest, "globals are %d bytes, over the limit of %d", len(data), maxBytes)

@@ -513,3 +513,23 @@ func TestRequestRefusals(t *testing.T) {
 		t.Fatalf("custom global: %v %v", res, err)
 	}
 }
+
+// A request for a stricter level gets that level's own limits, held under the
+// daemon's: a daemon configured with a long timeout does not lend it to STRICT.
+func TestStricterLevelKeepsItsLimits(t *testing.T) {
+	s := newSupervisor(t, testConfig(t, func(c *limits.Config) {
+		d := limits.Duration(60 * time.Second)
+		c.Limits.Timeout = &d
+	}), "")
+	ex, err := s.Start(context.Background(), supervisor.Request{Code: "return 1", Level: "STRICT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Abandon()
+	if got := ex.Limits().TimeoutMs; got != 5000 {
+		t.Fatalf("STRICT timeout %d ms, want the level's 5000", got)
+	}
+	deep := json.RawMessage(`{"a":{"b":{"c":{"d":{"e":{"f":1}}}}}}`)
+	_, err = run(t, s, supervisor.Request{Code: "return 1", Level: "STRICT", Globals: map[string]json.RawMessage{"g": deep}})
+	wantCode(t, err, api.CodeInvalidRequest)
+}

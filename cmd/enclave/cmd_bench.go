@@ -64,6 +64,15 @@ func runBench(ctx context.Context, args []string, io stdio) int {
 		fmt.Fprintf(io.err, "enclave bench: %s is not answering: %v\n", cfg.target(), err)
 		return 1
 	}
+	// One run first: a refusal that every run would get (a bad API key, a request
+	// the server will not take) ends the bench instead of repeating it thousands
+	// of times a second.
+	if _, err := c.Execute(ctx, w.options(1)); err != nil {
+		if code := api.CodeOf(err); code == api.CodeUnauthorized || code == api.CodeInvalidRequest {
+			fmt.Fprintf(io.err, "enclave bench: %s refused the workload: %v\n", cfg.target(), err)
+			return 1
+		}
+	}
 	rep := bench(ctx, c, cfg, w, io.err)
 	if err := printReport(io.out, rep, cfg.json); err != nil {
 		fmt.Fprintf(io.err, "enclave bench: %v\n", err)

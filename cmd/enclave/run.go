@@ -119,6 +119,9 @@ func submit(ctx context.Context, f runFlags, code string, io stdio) int {
 		var ae *api.Error
 		if errors.As(err, &ae) {
 			fmt.Fprintf(io.err, "%s: %s\n", ae.Code, positioned(ae))
+			if ae.Code == api.CodeInvalidRequest {
+				return 2 // the request itself (flags, level, limits) was wrong
+			}
 			return 1
 		}
 		fmt.Fprintf(io.err, "enclave run: %v%s\n", err, daemonHint(err, f))
