@@ -29,7 +29,7 @@ type RunCodeInput struct {
 	// Code is the AgentScript source.
 	Code string `json:"code"`
 	// TimeoutMs tightens the run's timeout. Default: the daemon's.
-	TimeoutMs int64 `json:"timeoutMs,omitempty"`
+	TimeoutMs *int64 `json:"timeoutMs,omitempty"`
 	// MaxToolCalls tightens the run's tool call budget. Default: the daemon's.
 	MaxToolCalls *int64 `json:"maxToolCalls,omitempty"`
 }
@@ -125,8 +125,9 @@ func (rc *RunCode) handle(ctx context.Context, req *mcp.CallToolRequest) (*mcp.C
 
 func (in RunCodeInput) overrides() limits.Overrides {
 	var o limits.Overrides
-	if in.TimeoutMs > 0 {
-		d := limits.Duration(time.Duration(in.TimeoutMs) * time.Millisecond)
+	if in.TimeoutMs != nil {
+		// Zero or less is passed on and refused as a limit, not silently ignored.
+		d := limits.Duration(time.Duration(*in.TimeoutMs) * time.Millisecond)
 		o.Timeout = &d
 	}
 	o.MaxToolCalls = in.MaxToolCalls

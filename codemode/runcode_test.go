@@ -57,6 +57,8 @@ func TestRunCode(t *testing.T) {
 			true, "TIMEOUT"},
 		{"empty code", map[string]any{"code": " "}, true, "INVALID_REQUEST: code is empty"},
 		{"looser limits refused", map[string]any{"code": "1", "timeoutMs": 3_600_000}, true, "INVALID_REQUEST"},
+		{"zero timeout refused", map[string]any{"code": "1", "timeoutMs": 0}, true, "INVALID_REQUEST"},
+		{"negative timeout refused", map[string]any{"code": "1", "timeoutMs": -1}, true, "INVALID_REQUEST"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
