@@ -17,8 +17,8 @@ func TestSessionsRetentionIsBounded(t *testing.T) {
 	defer m.Close()
 	ctx := context.Background()
 	var ids []string
-	for i := 0; i < 18; i++ { // 18 results of 4.5 MB: more than the 64 MiB kept
-		id, err := m.Create(ctx, "", api.CreateRequest{Code: "return 'y'.repeat(4500000)"})
+	for i := 0; i < 70; i++ { // 70 results of 1 MB: more than the 64 MiB kept
+		id, err := m.Create(ctx, "", api.CreateRequest{Code: "return 'y'.repeat(1000000)"})
 		if err != nil {
 			t.Fatal(err)
 		}
