@@ -67,6 +67,20 @@ func newSupervisor(t *testing.T, cfg *limits.Config, cgroupRoot string) *supervi
 	return s
 }
 
+// withTimeout sets the config's run timeout.
+func withTimeout(d time.Duration) func(*limits.Config) {
+	return func(c *limits.Config) {
+		ld := limits.Duration(d)
+		c.Limits.Timeout = &ld
+	}
+}
+
+// untilCancelled is a client tool that never answers: it returns when the run ends.
+func untilCancelled(ctx context.Context, _ supervisor.ToolCall) (json.RawMessage, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
 func run(t *testing.T, s *supervisor.Supervisor, req supervisor.Request) (*supervisor.Result, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -166,10 +180,7 @@ func TestScriptErrorHasLine(t *testing.T) {
 // A CPU-bound script that never reaches an interrupt check (a catastrophic regular
 // expression) is killed by the supervisor, and the next run succeeds.
 func TestHardKillAtDeadline(t *testing.T) {
-	s := newSupervisor(t, testConfig(t, func(c *limits.Config) {
-		d := limits.Duration(time.Second)
-		c.Limits.Timeout = &d
-	}), "")
+	s := newSupervisor(t, testConfig(t, withTimeout(time.Second)), "")
 	start := time.Now()
 	_, err := run(t, s, supervisor.Request{Code: "return /^(?=[a-z])([a-z0-9]+)+$/.test('a'.repeat(40) + '!')"})
 	wantCode(t, err, api.CodeTimeout)
@@ -461,27 +472,18 @@ func TestGoRuntimeOOMIsMemoryLimit(t *testing.T) {
 	defer s.Close(context.Background())
 	_, err = s.Run(ctx, supervisor.Request{
 		Code: "return await callTool('hold', {})", ClientTools: []string{"hold"},
-		ClientTool: func(ctx context.Context, _ supervisor.ToolCall) (json.RawMessage, error) {
-			<-ctx.Done()
-			return nil, ctx.Err()
-		},
+		ClientTool: untilCancelled,
 	})
 	wantCode(t, err, api.CodeMemoryLimit)
 }
 
 // A client tool that never answers ends the run at its deadline, not later.
 func TestUnansweredClientToolTimesOut(t *testing.T) {
-	s := newSupervisor(t, testConfig(t, func(c *limits.Config) {
-		d := limits.Duration(time.Second)
-		c.Limits.Timeout = &d
-	}), "")
+	s := newSupervisor(t, testConfig(t, withTimeout(time.Second)), "")
 	start := time.Now()
 	_, err := run(t, s, supervisor.Request{
 		Code: "return await callTool('ext:a', {})", ClientTools: []string{"ext:*"},
-		ClientTool: func(ctx context.Context, _ supervisor.ToolCall) (json.RawMessage, error) {
-			<-ctx.Done()
-			return nil, ctx.Err()
-		},
+		ClientTool: untilCancelled,
 	})
 	wantCode(t, err, api.CodeTimeout)
 	if d := time.Since(start); d > 3*time.Second {
