@@ -383,14 +383,7 @@ func TestDrain(t *testing.T) {
 	drained := make(chan error, 1)
 	go func() { drained <- rt.Drain(ctx) }()
 	poll(t, "the runtime reports draining", func() bool { return rt.Ready(ctx) != nil })
-	if err := b.ToolResult(ctx, "", id, api.ToolResultRequest{CallID: callID, Result: json.RawMessage(`{"v":2}`)}); err != nil {
-		t.Fatalf("tool result: %v", err)
-	}
-	var last api.Event
-	for e := range ch {
-		last = e
-	}
-	if got := finalResult(t, last); got != "4" {
+	if got := answerAndFinish(t, b, "", id, callID, `{"v":2}`, ch); got != "4" {
 		t.Fatalf("result %s, want 4", got)
 	}
 	if err := <-drained; err != nil {
@@ -581,14 +574,7 @@ func TestLongRunOnLiveRuntimeIsNotLost(t *testing.T) {
 		}).Result()
 		return err == nil && len(p) == 1 && p[0].RetryCount >= 4
 	})
-	if err := b.ToolResult(ctx, "", id, api.ToolResultRequest{CallID: callID, Result: json.RawMessage(`{"v":8}`)}); err != nil {
-		t.Fatalf("tool result: %v", err)
-	}
-	var last api.Event
-	for e := range ch {
-		last = e
-	}
-	if got := finalResult(t, last); got != "16" {
+	if got := answerAndFinish(t, b, "", id, callID, `{"v":8}`, ch); got != "16" {
 		t.Fatalf("result %s, want 16", got)
 	}
 	if got := sessionField(t, b.rdb, id, "runtime"); got != owner {

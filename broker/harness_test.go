@@ -286,6 +286,21 @@ func collect(t *testing.T, b *Backend, owner, id string, from int64) []api.Event
 	return out
 }
 
+// answerAndFinish answers a pending tool call and reads the session's stream ch to
+// its end, returning the final result.
+func answerAndFinish(t *testing.T, b *Backend, owner, id, callID, result string, ch <-chan api.Event) string {
+	t.Helper()
+	req := api.ToolResultRequest{CallID: callID, Result: json.RawMessage(result)}
+	if err := b.ToolResult(testCtx(t), owner, id, req); err != nil {
+		t.Fatalf("tool result: %v", err)
+	}
+	var last api.Event
+	for e := range ch {
+		last = e
+	}
+	return finalResult(t, last)
+}
+
 // untilType reads ch up to and including the first event of type typ.
 func untilType(t *testing.T, ch <-chan api.Event, typ api.EventType) []api.Event {
 	t.Helper()
